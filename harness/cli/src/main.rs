@@ -1,0 +1,345 @@
+//! The `hilsec` command line: parses arguments (the CLI contract of DESIGN.md), loads board
+//! files, wires the runner's event stream to the reporters, and maps results to exit codes.
+//!
+//! Exit codes: 0 no fail and no error; 1 at least one `fail`; 2 usage or board-file error
+//! (nothing run); 3 at least one `error` (or an interrupted run) and no `fail`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hilsec_core::board::{load_boards, Board, LoadMode};
+use hilsec_core::runner::{self, RunConfig};
+use hilsec_core::test::{Scope, Suite};
+use hilsec_core::CancellationToken;
+use hilsec_report::{
+    EvidenceReporter, Fanout, JournalReporter, JsonReporter, JunitReporter, Reporter,
+    TerminalReporter,
+};
+
+/// The folder `hilsec run` uses when no `--board` is given.
+const DEFAULT_BOARDS: &str = "boards/sim";
+/// The folder results go to when no `--out` is given.
+const DEFAULT_OUT: &str = "results";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hilsec",
+    version,
+    about = "Checks IoT devices for the 'secure by default' baseline (EN 303 645, PSTI) over their real interfaces",
+    propagate_version = false
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run conformance suites on the units described by board files.
+    Run(RunArgs),
+    /// List tests, their provisions and whether each applies to each board's model.
+    List {
+        /// Board file or folder of board files (repeatable; default boards/sim if present).
+        #[arg(long = "board", value_name = "PATH")]
+        boards: Vec<PathBuf>,
+    },
+    /// Validate board files without running anything; errors name file:line:col.
+    CheckBoard {
+        /// Board files or folders of them.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// MCUboot-format update images: inspect, sign, verify, mutate, keygen.
+    #[command(subcommand)]
+    Image(hilsec_image::cli::ImageCommand),
+    /// security.txt (RFC 9116) validation.
+    #[command(subcommand)]
+    Securitytxt(hilsec_securitytxt::cli::Command),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Board file or folder of board files (repeatable; default boards/sim).
+    #[arg(long = "board", value_name = "PATH")]
+    boards: Vec<PathBuf>,
+    /// Run only this suite (repeatable; default all).
+    #[arg(long = "suite", value_name = "NAME")]
+    suites: Vec<String>,
+    /// Folder for junit.xml, results.json, journal.jsonl and evidence/.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
+    out: PathBuf,
+    /// Most units driven at once (default: all of them).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    jobs: usize,
+    /// Override every test's own timeout, e.g. "30s" (for benches with slow devices).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    test_timeout: Option<std::time::Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30s, 1500ms or 2m"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; everything else is a usage error (2).
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::List { boards } => cmd_list(boards),
+        Command::CheckBoard { paths } => cmd_check_board(&paths),
+        Command::Image(cmd) => hilsec_image::cli::run(&cmd).unwrap_or_else(|e| {
+            eprintln!("hilsec image: {e}");
+            2
+        }),
+        Command::Securitytxt(hilsec_securitytxt::cli::Command::Check(args)) => {
+            hilsec_securitytxt::cli::run(&args).unwrap_or_else(|e| {
+                eprintln!("hilsec securitytxt: {e}");
+                e.exit_code()
+            })
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
+}
+
+/// Board paths to use: the given ones, else the built-in fleet.
+fn board_paths(given: Vec<PathBuf>) -> Vec<PathBuf> {
+    if given.is_empty() {
+        vec![PathBuf::from(DEFAULT_BOARDS)]
+    } else {
+        given
+    }
+}
+
+fn load(paths: &[PathBuf], mode: LoadMode) -> Result<Vec<Board>, i32> {
+    load_boards(paths, mode).map_err(|errs| {
+        eprintln!("{errs}");
+        let n = errs.0.len();
+        eprintln!(
+            "hilsec: {n} problem{} in board files; nothing was run",
+            if n == 1 { "" } else { "s" }
+        );
+        2
+    })
+}
+
+fn select_suites(names: &[String]) -> Result<Vec<Suite>, String> {
+    let all = hilsec_suites::all();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    let mut chosen = Vec::new();
+    for n in names {
+        match all.iter().find(|s| s.name == n) {
+            Some(s) => chosen.push(s.clone()),
+            None => {
+                return Err(format!(
+                    "unknown suite {n:?}; known suites: {}",
+                    hilsec_suites::names().join(", ")
+                ))
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+fn cmd_run(args: RunArgs) -> i32 {
+    let paths = board_paths(args.boards);
+    let suites = match select_suites(&args.suites) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("hilsec run: {msg}");
+            return 2;
+        }
+    };
+    let boards = match load(&paths, LoadMode::Run) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let reporters = match open_reporters(&args.out) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hilsec run: {e:#}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hilsec run: cannot start the async runtime: {e}");
+            return 3;
+        }
+    };
+    let cfg = RunConfig {
+        jobs: args.jobs,
+        test_timeout: args.test_timeout,
+    };
+    rt.block_on(run_with_reporters(boards, suites, cfg, reporters))
+}
+
+/// Prepares the output folder and the reporters writing into it.
+fn open_reporters(out: &Path) -> anyhow::Result<Vec<Box<dyn Reporter>>> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create output folder {}", out.display()))?;
+    let evidence = out.join("evidence");
+    if evidence.is_dir() {
+        // Evidence of an earlier run must not be mistaken for this run's.
+        std::fs::remove_dir_all(&evidence)
+            .with_context(|| format!("cannot clear old evidence in {}", evidence.display()))?;
+    }
+    let journal = JournalReporter::create(out)?;
+    Ok(vec![
+        Box::new(journal),
+        Box::new(EvidenceReporter::new(out)),
+        Box::new(TerminalReporter::new(out.to_path_buf())),
+        Box::new(JsonReporter::new(out)),
+        Box::new(JunitReporter::new(out)),
+    ])
+}
+
+async fn run_with_reporters(
+    boards: Vec<Board>,
+    suites: Vec<Suite>,
+    cfg: RunConfig,
+    reporters: Vec<Box<dyn Reporter>>,
+) -> i32 {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+
+    // Ctrl-C / SIGTERM: stop cleanly (emulators are stopped, finished results written). A second
+    // Ctrl-C exits at once; spawned units still die with us (process group, parent-death signal).
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let first = async {
+            match term.as_mut() {
+                Some(t) => {
+                    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        first.await;
+        eprintln!(
+            "hilsec: interrupted; stopping units and writing results (Ctrl-C again to quit now)"
+        );
+        c.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+
+    let report = tokio::task::spawn_blocking(move || {
+        let mut fanout = Fanout::new(reporters);
+        while let Some(ev) = rx.blocking_recv() {
+            fanout.on_event(&ev);
+        }
+        fanout.errors()
+    });
+    let summary = runner::run(boards, suites, cfg, tx, cancel).await;
+    let errors = report.await.unwrap_or_default();
+    for e in &errors {
+        eprintln!("hilsec: reporting failed: {e}");
+    }
+    if summary.interrupted {
+        eprintln!("hilsec: run interrupted; results hold the tests that finished");
+    }
+    let code = summary.exit_code();
+    if code == 0 && !errors.is_empty() {
+        3
+    } else {
+        code
+    }
+}
+
+fn cmd_check_board(paths: &[PathBuf]) -> i32 {
+    match load(paths, LoadMode::Check) {
+        Ok(boards) => {
+            let units: usize = boards.iter().map(|b| b.units.len()).sum();
+            let mut models: Vec<&str> = boards.iter().map(|b| b.model.name.as_str()).collect();
+            models.dedup();
+            println!(
+                "ok: {} model{} ({}), {units} unit{}",
+                models.len(),
+                if models.len() == 1 { "" } else { "s" },
+                models.join(", "),
+                if units == 1 { "" } else { "s" }
+            );
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+fn cmd_list(given: Vec<PathBuf>) -> i32 {
+    let explicit = !given.is_empty();
+    let paths = board_paths(given);
+    let boards = if explicit || paths.iter().all(|p| p.exists()) {
+        match load(&paths, LoadMode::Run) {
+            Ok(b) => b,
+            Err(code) => return code,
+        }
+    } else {
+        Vec::new()
+    };
+    match list(&boards) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hilsec list: {e:#}");
+            3
+        }
+    }
+}
+
+fn list(boards: &[Board]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for suite in hilsec_suites::all() {
+        writeln!(out, "{} — {}", suite.name, suite.description)?;
+        for t in &suite.tests {
+            let info = t.info();
+            let scope = match info.scope {
+                Scope::Unit => "per unit",
+                Scope::Model => "per model",
+            };
+            writeln!(out, "  {}  ({scope})", info.id)?;
+            writeln!(out, "      {}", info.title)?;
+            writeln!(out, "      provisions: {}", info.provisions.join("; "))?;
+            for b in boards {
+                let units: Vec<&str> = b.units.iter().map(|u| u.name.as_str()).collect();
+                let status = match t.not_applicable(&b.model) {
+                    None => "applies".to_string(),
+                    Some(reason) => format!("not applicable: {reason}"),
+                };
+                writeln!(
+                    out,
+                    "      {} [{}]: {status}",
+                    b.model.name,
+                    units.join(", ")
+                )?;
+            }
+        }
+    }
+    if boards.is_empty() {
+        writeln!(
+            out,
+            "(no board files given: pass --board PATH to see applicability)"
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Board-file diagnostics: every problem names file:line:col, what is wrong and what to do.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem in one board file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardError {
+    pub path: PathBuf,
+    /// 1-based; 0 when the problem is not at a place in the file (e.g. unreadable file).
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl fmt::Display for BoardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.col,
+                self.message
+            )?;
+        } else {
+            write!(f, "{}: {}", self.path.display(), self.message)?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in a set of board files.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct BoardErrors(pub Vec<BoardError>);
+
+impl fmt::Display for BoardErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems for one source file, turning byte spans into line:col.
+pub(crate) struct Diag<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+    pub errors: Vec<BoardError>,
+}
+
+impl<'a> Diag<'a> {
+    pub fn new(path: &'a Path, text: &'a str) -> Self {
+        Diag {
+            path,
+            text,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn at(
+        &mut self,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        help: Option<&str>,
+    ) {
+        let (line, col) = match span {
+            Some(s) => line_col(self.text, s.start),
+            None => (0, 0),
+        };
+        self.errors.push(BoardError {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+            help: help.map(str::to_string),
+        });
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before
+        .get(line_start..)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let t = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 6), (2, 1));
+        assert_eq!(line_col(t, 9), (2, 4));
+    }
+}

@@ -1,0 +1,172 @@
+//! The board file's shape, as serde reads it.
+//!
+//! A board file describes one device *model* (what every unit shares: interfaces, actions,
+//! declarations, how to start an emulated unit) and its *units* (identity and secrets only).
+//! A unit file may instead `extends` a model file, so 64 units never mean 64 copies of a recipe.
+//! Every table rejects unknown keys; values whose meaning is checked after parsing (regexes,
+//! interface names, durations) keep their byte span so errors can point at file:line:col.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// One board file as written. Either a full model (`[model]` ...) or `extends` plus units.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoardFile {
+    /// Path (relative to this file) of a model file whose model this file's units belong to.
+    pub extends: Option<Spanned<String>>,
+    pub model: Option<ModelSection>,
+    #[serde(default)]
+    pub declarations: Option<Declarations>,
+    pub emulator: Option<Spanned<EmulatorSection>>,
+    #[serde(default)]
+    pub interfaces: BTreeMap<String, Spanned<InterfaceSection>>,
+    #[serde(default)]
+    pub actions: BTreeMap<String, Spanned<ActionSection>>,
+    #[serde(default)]
+    pub unit: Vec<Spanned<UnitSection>>,
+}
+
+/// What the device model is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// The model designation as the manufacturer declares it, e.g. "SimPlug S1".
+    pub name: String,
+    pub manufacturer: Option<String>,
+    /// Default firmware version of units that do not state their own.
+    pub firmware: Option<String>,
+}
+
+/// How the lab logs in and what the manufacturer claims (the IXIT in machine form).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Declarations {
+    /// `unique-per-unit` or `user-defined` (EN 303 645 5.1-1).
+    pub password_mechanism: Option<Spanned<PasswordMechanism>>,
+    /// The user name the unit's own password belongs to.
+    pub login_user: Option<String>,
+    /// Minimum length the manufacturer claims for per-unit passwords (default 8).
+    pub min_password_length: Option<usize>,
+    /// Wrong attempts the brute-force test makes before judging (default 8).
+    pub brute_force_attempts: Option<usize>,
+    /// Extra delay per attempt that counts as throttling (default "800ms").
+    pub throttle_threshold: Option<Spanned<String>>,
+    /// Further public identifiers of the product a password must not be derived from
+    /// (e.g. the Wi-Fi SSID printed on the box).
+    #[serde(default)]
+    pub public_identifiers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PasswordMechanism {
+    UniquePerUnit,
+    UserDefined,
+}
+
+/// How to start an emulated unit. A physical unit has no such section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorSection {
+    /// `sim` (the project's simulated device), `qemu`, `renode` or `process`.
+    pub kind: Spanned<String>,
+    /// Program to start; defaults to `hilsec-simdev` for `sim`, `qemu-system-arm` for `qemu`,
+    /// `renode` for `renode`.
+    pub command: Option<String>,
+    /// Arguments, templated with `{unit.*}`, `{model.*}` and `{secret.*}`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Regex matched against the emulator's standard output and standard error; its named
+    /// captures become `{emulator.NAME}` variables (e.g. the pseudo-terminal it created).
+    pub ready: Spanned<String>,
+    /// How long to wait for `ready` (default "20s").
+    pub ready_timeout: Option<Spanned<String>>,
+}
+
+/// One connection to the unit. Fields not used by a kind are rejected at validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSection {
+    /// `serial` (more kinds come with later issues).
+    pub kind: Spanned<String>,
+    /// Serial: tty path (templated), e.g. `/dev/ttyUSB0` or `{emulator.console}`.
+    pub path: Option<String>,
+    /// Serial over raw TCP (ser2net, QEMU `-serial tcp:`, Renode): `host:port` (templated).
+    pub tcp: Option<String>,
+    /// Serial: baud rate (default 115200; ignored by pseudo-terminals and TCP).
+    pub baud: Option<u32>,
+    /// Default timeout of steps on this interface (default "10s").
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// A named device operation the suites rely on, as a recipe of steps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSection {
+    /// Parameters the caller passes (e.g. `login` takes `user` and `password`).
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// Parameters whose values are secrets and must be redacted wherever they appear.
+    #[serde(default)]
+    pub secret_params: Vec<String>,
+    /// The interface steps use unless they name one (default: the only or first interface).
+    pub on: Option<Spanned<String>>,
+    pub steps: Vec<Spanned<StepSection>>,
+}
+
+/// One step. Exactly one verb key (`send`, `expect`, `wait`, `call`) must be present.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StepSection {
+    /// Bytes to send (templated). TOML escapes such as `\n` and `\u0003` work.
+    pub send: Option<String>,
+    /// Regex to wait for; named captures become variables of the action.
+    pub expect: Option<Spanned<String>>,
+    /// With `expect`: a regex that, if it matches first, means the device refused.
+    pub reject: Option<Spanned<String>>,
+    /// Pause, e.g. "500ms".
+    pub wait: Option<Spanned<String>>,
+    /// Run another action of this board.
+    pub call: Option<Spanned<String>>,
+    /// With `call`: arguments (templated).
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Drop whatever the interface has received so far (before a `send`).
+    pub flush: Option<bool>,
+    /// The interface of this step (default: the action's).
+    pub on: Option<Spanned<String>>,
+    /// Step timeout (default: the interface's).
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// One unit: identity and secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitSection {
+    /// Unique name of the unit in the lab, used for result and evidence paths.
+    pub name: Spanned<String>,
+    pub serial: Option<String>,
+    pub mac: Option<String>,
+    pub firmware: Option<String>,
+    /// The unit's own password (from its label, an environment variable, or an action).
+    pub password: Option<Spanned<SecretSource>>,
+    /// Free variables for templates, as `{unit.NAME}` (e.g. which tty this unit is on).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Where the lab gets a secret from.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// The value itself (fine for a lab's private board files, not for shared ones).
+    pub value: Option<String>,
+    /// An environment variable holding it.
+    pub env: Option<String>,
+    /// An action whose capture named `capture` yields it.
+    pub action: Option<String>,
+    pub capture: Option<String>,
+}

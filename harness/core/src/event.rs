@@ -1,0 +1,83 @@
+//! Runner events: the only thing reporters see. The runner knows nothing of XML, JSON or
+//! terminals; reporters subscribe to these events.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::test::Verdict;
+
+/// Identity of a unit as reported with every result.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitInfo {
+    pub name: String,
+    pub model: String,
+    pub manufacturer: Option<String>,
+    pub serial: Option<String>,
+    pub mac: Option<String>,
+    pub firmware: Option<String>,
+    pub board_file: PathBuf,
+    pub emulated: bool,
+}
+
+/// One finished test on one unit.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestRecord {
+    pub board: String,
+    pub model: String,
+    pub suite: String,
+    pub test: String,
+    pub verdict: Verdict,
+    pub provisions: Vec<String>,
+    pub message: String,
+    pub duration_ms: u64,
+    /// Path of the evidence file, relative to the output folder.
+    pub evidence: Option<String>,
+    /// Time the test started (RFC 3339, UTC).
+    pub started_at: String,
+    /// The rendered, redacted transcript (written by the evidence reporter).
+    #[serde(skip)]
+    pub evidence_text: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStarted {
+        units: Vec<UnitInfo>,
+        /// Tests planned per unit (including not-applicable ones).
+        planned: Vec<(String, usize)>,
+        started: SystemTime,
+    },
+    UnitStarted {
+        unit: String,
+    },
+    TestStarted {
+        unit: String,
+        test: String,
+    },
+    TestFinished(Box<TestRecord>),
+    UnitFinished {
+        unit: String,
+    },
+    RunFinished {
+        interrupted: bool,
+        duration: Duration,
+    },
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,117 @@
+//! Secrets (unit passwords, keys) and their redaction.
+//!
+//! A `SecretValue` remembers whether it is secret; the `Redactor` replaces every known secret in
+//! text bound for evidence, logs and reports. `Debug` never prints a secret.
+
+use std::fmt;
+
+/// A string that may be secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue {
+    value: String,
+    secret: bool,
+}
+
+impl SecretValue {
+    pub fn plain(v: impl Into<String>) -> Self {
+        SecretValue {
+            value: v.into(),
+            secret: false,
+        }
+    }
+    pub fn secret(v: impl Into<String>) -> Self {
+        SecretValue {
+            value: v.into(),
+            secret: true,
+        }
+    }
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+    pub fn is_secret(&self) -> bool {
+        self.secret
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secret {
+            f.write_str("SecretValue(«redacted»)")
+        } else {
+            write!(f, "SecretValue({:?})", self.value)
+        }
+    }
+}
+
+/// Replaces known secret strings with a marker.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+    /// Values known to be public (e.g. a universal default password a unit also uses): a value
+    /// printed in public lists is no secret, and redacting it would hide what the evidence shows.
+    public: Vec<String>,
+}
+
+/// Secrets shorter than this are only redacted where the harness itself sends them (it knows
+/// the exact place); redacting every "1234" a device prints would make evidence unreadable.
+pub const MIN_REDACT_LEN: usize = 4;
+
+impl Redactor {
+    pub fn add(&mut self, secret: &str) {
+        if secret.len() >= MIN_REDACT_LEN
+            && !self.secrets.iter().any(|s| s == secret)
+            && !self.public.iter().any(|s| s == secret)
+        {
+            self.secrets.push(secret.to_string());
+            // Longest first, so a secret containing another is replaced whole.
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// Declares a value public: it is never redacted.
+    pub fn add_public(&mut self, value: &str) {
+        self.secrets.retain(|s| s != value);
+        if !self.public.iter().any(|s| s == value) {
+            self.public.push(value.to_string());
+        }
+    }
+
+    /// Adds every secret another redactor knows.
+    pub fn merge(&mut self, other: &Redactor) {
+        for p in &other.public {
+            self.add_public(p);
+        }
+        for s in &other.secrets {
+            self.add(s);
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "«redacted»");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secret() {
+        let s = SecretValue::secret("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn redacts_longest_first() {
+        let mut r = Redactor::default();
+        r.add("abcd");
+        r.add("abcdefgh");
+        assert_eq!(r.redact("x abcdefgh y abcd"), "x «redacted» y «redacted»");
+    }
+}
