@@ -22,21 +22,12 @@ use crate::secret::Redactor;
 use crate::test::{Outcome, Scope, Suite, Test, Verdict};
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunConfig {
     /// Most units driven at once (0: all).
     pub jobs: usize,
     /// Overrides every test's own timeout (mostly for tests of the harness itself).
     pub test_timeout: Option<Duration>,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            jobs: 0,
-            test_timeout: None,
-        }
-    }
 }
 
 /// What a run produced, in the order tests finished.
@@ -217,17 +208,27 @@ async fn run_model_group(
     }
 }
 
+/// When a test ran and what it left behind.
+struct Ran {
+    started: SystemTime,
+    elapsed: Duration,
+    evidence_text: Option<String>,
+}
+
 fn record(
     unit: &Unit,
     model: &Model,
     suite: &str,
     test: &dyn Test,
     outcome: Outcome,
-    started: SystemTime,
-    elapsed: Duration,
-    evidence_text: Option<String>,
+    ran: Ran,
     redactor: &Redactor,
 ) -> TestRecord {
+    let Ran {
+        started,
+        elapsed,
+        evidence_text,
+    } = ran;
     let info = test.info();
     let evidence = evidence_text
         .as_ref()
@@ -323,9 +324,11 @@ async fn run_unit_phase(
                 suite,
                 test.as_ref(),
                 Outcome::not_applicable(reason),
-                started,
-                t0.elapsed(),
-                None,
+                Ran {
+                    started,
+                    elapsed: t0.elapsed(),
+                    evidence_text: None,
+                },
                 dev.redactor(),
             ));
             continue;
@@ -338,9 +341,11 @@ async fn run_unit_phase(
                 suite,
                 test.as_ref(),
                 o,
-                started,
-                t0.elapsed(),
-                None,
+                Ran {
+                    started,
+                    elapsed: t0.elapsed(),
+                    evidence_text: None,
+                },
                 dev.redactor(),
             ));
             continue;
@@ -373,9 +378,11 @@ async fn run_unit_phase(
             suite,
             test.as_ref(),
             outcome,
-            started,
-            t0.elapsed(),
-            Some(text),
+            Ran {
+                started,
+                elapsed: t0.elapsed(),
+                evidence_text: Some(text),
+            },
             dev.redactor(),
         ));
     }
@@ -431,9 +438,11 @@ async fn run_model_phase(
                     suite,
                     test.as_ref(),
                     Outcome::not_applicable(reason.clone()),
-                    started,
-                    t0.elapsed(),
-                    None,
+                    Ran {
+                        started,
+                        elapsed: t0.elapsed(),
+                        evidence_text: None,
+                    },
                     &redactor,
                 ));
             }
@@ -454,9 +463,11 @@ async fn run_model_phase(
                 suite,
                 test.as_ref(),
                 Outcome::error(format!("the unit did not start: {why}")),
-                started,
-                t0.elapsed(),
-                None,
+                Ran {
+                    started,
+                    elapsed: t0.elapsed(),
+                    evidence_text: None,
+                },
                 &redactor,
             ));
         }
@@ -510,9 +521,11 @@ async fn run_model_phase(
                 suite,
                 test.as_ref(),
                 outcome.clone(),
-                started,
-                t0.elapsed(),
-                Some(text),
+                Ran {
+                    started,
+                    elapsed: t0.elapsed(),
+                    evidence_text: Some(text),
+                },
                 &redactor,
             ));
             s.device = Some(dev);

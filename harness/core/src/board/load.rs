@@ -56,7 +56,10 @@ pub fn load_boards(paths: &[PathBuf], mode: LoadMode) -> Result<Vec<Board>, Boar
         }
     }
 
-    let mut loader = Loader::default();
+    let mut loader = Loader {
+        env_optional: mode == LoadMode::Check,
+        ..Loader::default()
+    };
     let mut boards = Vec::new();
     for (file, explicit) in files {
         match loader.load_file(&file) {
@@ -128,6 +131,9 @@ fn plain_error(path: &Path, message: &str, help: Option<&str>) -> BoardError {
 struct Loader {
     /// Models already loaded, by canonical path, so units extending one model share it.
     models: HashMap<PathBuf, Arc<Model>>,
+    /// `check-board` validates structure on machines that hold no secrets: an unset
+    /// environment variable is only an error when the board is about to run.
+    env_optional: bool,
 }
 
 impl Loader {
@@ -220,7 +226,7 @@ impl Loader {
 
         let mut units = Vec::new();
         for u in &raw.unit {
-            if let Some(unit) = build_unit(path, u, &model, &mut d) {
+            if let Some(unit) = build_unit(path, u, &model, &mut d, self.env_optional) {
                 units.push(unit);
             }
         }
@@ -778,6 +784,7 @@ fn build_unit(
     u: &Spanned<super::model::UnitSection>,
     model: &Model,
     d: &mut Diag,
+    env_optional: bool,
 ) -> Option<Unit> {
     let span = u.span();
     let u = u.get_ref();
@@ -797,7 +804,7 @@ fn build_unit(
     let password = u
         .password
         .as_ref()
-        .and_then(|p| resolve_secret(d, p, model));
+        .and_then(|p| resolve_secret(d, p, model, env_optional));
     // `{unit.VAR}` in the model's templates must exist for this unit.
     let mut used: BTreeSet<String> = BTreeSet::new();
     let mut collect = |t: &Template| {
@@ -848,7 +855,12 @@ fn build_unit(
     })
 }
 
-fn resolve_secret(d: &mut Diag, p: &Spanned<SecretSource>, model: &Model) -> Option<SecretSpec> {
+fn resolve_secret(
+    d: &mut Diag,
+    p: &Spanned<SecretSource>,
+    model: &Model,
+    env_optional: bool,
+) -> Option<SecretSpec> {
     let s = p.get_ref();
     let n = [s.value.is_some(), s.env.is_some(), s.action.is_some()]
         .iter()
@@ -868,6 +880,8 @@ fn resolve_secret(d: &mut Diag, p: &Spanned<SecretSource>, model: &Model) -> Opt
     if let Some(var) = &s.env {
         return match std::env::var(var) {
             Ok(v) => Some(SecretSpec::Known(v)),
+            // Never used: check mode does not run anything.
+            Err(_) if env_optional => Some(SecretSpec::Known(String::new())),
             Err(_) => {
                 d.at(
                     Some(p.span()),

@@ -1,0 +1,90 @@
+//! A run that is stopped: SIGKILL leaves the journal of every finished test; Ctrl-C (SIGINT)
+//! stops cleanly, writes results for what finished and leaves no device process behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: sending a signal to a child we spawned and have not reaped.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+#[test]
+fn sigkill_mid_run_leaves_a_usable_journal_and_no_orphans() {
+    require_simdev();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let marker = format!("k{}", std::process::id());
+    let boards = fleet_copy(tmp.path(), &marker);
+    let out = tmp.path().join("out");
+    let (b, o) = (
+        boards.to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
+    );
+    let mut run = spawn(&["run", "--board", b, "--out", o], tmp.path());
+
+    let seen = wait_for_journal(&out, 4, Duration::from_secs(60));
+    assert!(seen >= 4, "tests finished before the kill");
+    signal(run.child.id(), libc::SIGKILL);
+    let _ = run.child.wait();
+
+    let lines = journal(&out);
+    assert!(
+        lines.len() >= seen,
+        "every line seen before the kill is still there"
+    );
+    assert!(
+        lines.len() < 48,
+        "the run was killed mid-way ({} lines)",
+        lines.len()
+    );
+    for l in &lines {
+        assert!(l["verdict"].is_string() && l["test"].is_string() && l["board"].is_string());
+    }
+    let left = survivors_after(&marker, Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "device processes outlived the harness: {left:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_writes_results() {
+    require_simdev();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let marker = format!("i{}", std::process::id());
+    let boards = fleet_copy(tmp.path(), &marker);
+    let out = tmp.path().join("out");
+    let (b, o) = (
+        boards.to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
+    );
+    let run = spawn(&["run", "--board", b, "--out", o], tmp.path());
+
+    let seen = wait_for_journal(&out, 4, Duration::from_secs(60));
+    assert!(seen >= 4, "tests finished before the interrupt");
+    signal(run.child.id(), libc::SIGINT);
+    let done = run.finish(Duration::from_secs(30));
+    assert!(
+        done.code() == 1 || done.code() == 3,
+        "interrupted: exit 1 (a fail was seen) or 3; got {}; stderr:\n{}",
+        done.code(),
+        done.stderr
+    );
+    assert!(done.stderr.contains("interrupted"), "{}", done.stderr);
+
+    let results = results(&out);
+    assert_eq!(results["run"]["interrupted"], true);
+    let recorded = results["tests"].as_array().expect("tests").len();
+    assert!(recorded >= seen, "results.json keeps what finished");
+    assert_eq!(journal(&out).len(), recorded);
+    assert!(out.join("junit.xml").is_file());
+    let left = survivors_after(&marker, Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "device processes outlived the run: {left:?}"
+    );
+}
