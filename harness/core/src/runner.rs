@@ -365,7 +365,7 @@ async fn run_unit_phase(
             },
             _ = ctx.cancel.cancelled() => Outcome::error("run interrupted before the test finished"),
         };
-        let outcome = annotate_exit(outcome, &mut state.emulator);
+        let outcome = annotate_exit(outcome, &mut state.emulator).await;
         transcript.note(format!(
             "verdict: {} — {}",
             outcome.verdict, outcome.message
@@ -390,19 +390,30 @@ async fn run_unit_phase(
     state
 }
 
-/// A unit whose process died explains many errors at once: say so.
-fn annotate_exit(o: Outcome, em: &mut Option<RunningEmulator>) -> Outcome {
+/// A unit whose process died explains many errors at once: say so. A link that broke because
+/// the process is exiting is noticed before the process is reaped, so wait a moment for it.
+async fn annotate_exit(o: Outcome, em: &mut Option<RunningEmulator>) -> Outcome {
     if o.verdict != Verdict::Error {
         return o;
     }
-    match em
-        .as_mut()
-        .and_then(|e| e.exited().map(|st| (st, e.tail())))
-    {
-        Some((status, tail)) => Outcome::error(format!(
+    let Some(e) = em.as_mut() else {
+        return o;
+    };
+    let deadline = Instant::now() + Duration::from_millis(250);
+    let status = loop {
+        if let Some(st) = e.exited() {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    match status {
+        Some(status) => Outcome::error(format!(
             "{} (the emulator process has exited: {status}; its last output: {})",
             o.message,
-            tail.lines().last().unwrap_or("")
+            e.tail().lines().last().unwrap_or("")
         )),
         None => o,
     }

@@ -20,6 +20,9 @@ pub struct TerminalReporter {
     units: Vec<UnitInfo>,
     counts: BTreeMap<String, Counts>,
     problems: Vec<String>,
+    /// Column widths: the longest unit name and model name of the run.
+    unit_w: usize,
+    model_w: usize,
 }
 
 impl TerminalReporter {
@@ -34,6 +37,8 @@ impl TerminalReporter {
             units: Vec::new(),
             counts: BTreeMap::new(),
             problems: Vec::new(),
+            unit_w: 12,
+            model_w: 12,
         }
     }
 
@@ -65,24 +70,37 @@ impl Reporter for TerminalReporter {
         match event {
             Event::RunStarted { units, planned, .. } => {
                 self.units = units.clone();
+                self.unit_w = units
+                    .iter()
+                    .map(|u| u.name.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(12);
+                self.model_w = units
+                    .iter()
+                    .map(|u| u.model.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(12);
+                let mut models: Vec<&str> = units.iter().map(|u| u.model.as_str()).collect();
+                models.sort_unstable();
+                models.dedup();
                 self.println(&format!(
                     "hilsec: running on {} unit{} of {} model{}",
                     units.len(),
                     if units.len() == 1 { "" } else { "s" },
-                    {
-                        let mut m: Vec<&str> = units.iter().map(|u| u.model.as_str()).collect();
-                        m.dedup();
-                        m.len()
-                    },
-                    if units.len() == 1 { "" } else { "s" }
+                    models.len(),
+                    if models.len() == 1 { "" } else { "s" }
                 ));
                 if self.live {
                     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-                    let style = ProgressStyle::with_template(
-                        "{prefix:>14} [{bar:24}] {pos}/{len} {wide_msg}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+                    let template = format!(
+                        "{{prefix:>{}}} [{{bar:24}}] {{pos}}/{{len}} {{wide_msg}}",
+                        self.unit_w
+                    );
+                    let style = ProgressStyle::with_template(&template)
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> ");
                     for (unit, n) in planned {
                         let bar = multi.add(ProgressBar::new(*n as u64));
                         bar.set_style(style.clone());
@@ -109,11 +127,12 @@ impl Reporter for TerminalReporter {
                     .or_default()
                     .add(r.verdict);
                 let line = format!(
-                    "{} {:<14} {:<40} {:>6} ms",
+                    "{} {:<uw$} {:<40} {:>6} ms",
                     tag(r.verdict),
                     r.board,
                     r.test,
-                    r.duration_ms
+                    r.duration_ms,
+                    uw = self.unit_w
                 );
                 let line = if r.verdict == Verdict::Pass {
                     line
@@ -153,16 +172,32 @@ impl Reporter for TerminalReporter {
                 let _ = writeln!(o);
                 let _ = writeln!(
                     o,
-                    "{:<16} {:<14} {:>5} {:>5} {:>6} {:>5} {:>6}",
-                    "unit", "model", "pass", "fail", "incon", "n/a", "error"
+                    "{:<uw$} {:<mw$} {:>5} {:>5} {:>6} {:>5} {:>6}",
+                    "unit",
+                    "model",
+                    "pass",
+                    "fail",
+                    "incon",
+                    "n/a",
+                    "error",
+                    uw = self.unit_w,
+                    mw = self.model_w
                 );
                 let mut total = Counts::default();
                 for u in &self.units {
                     let c = self.counts.get(&u.name).cloned().unwrap_or_default();
                     let _ = writeln!(
                         o,
-                        "{:<16} {:<14} {:>5} {:>5} {:>6} {:>5} {:>6}",
-                        u.name, u.model, c.pass, c.fail, c.inconclusive, c.not_applicable, c.error
+                        "{:<uw$} {:<mw$} {:>5} {:>5} {:>6} {:>5} {:>6}",
+                        u.name,
+                        u.model,
+                        c.pass,
+                        c.fail,
+                        c.inconclusive,
+                        c.not_applicable,
+                        c.error,
+                        uw = self.unit_w,
+                        mw = self.model_w
                     );
                     total.pass += c.pass;
                     total.fail += c.fail;
@@ -172,14 +207,16 @@ impl Reporter for TerminalReporter {
                 }
                 let _ = writeln!(
                     o,
-                    "{:<16} {:<14} {:>5} {:>5} {:>6} {:>5} {:>6}",
+                    "{:<uw$} {:<mw$} {:>5} {:>5} {:>6} {:>5} {:>6}",
                     "total",
                     "",
                     total.pass,
                     total.fail,
                     total.inconclusive,
                     total.not_applicable,
-                    total.error
+                    total.error,
+                    uw = self.unit_w,
+                    mw = self.model_w
                 );
                 if !self.problems.is_empty() {
                     let _ = writeln!(o, "\nnot passed:");

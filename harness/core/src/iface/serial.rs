@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,16 @@ pub enum LinkError {
     Write(String),
 }
 
+/// Marks a descriptor close-on-exec.
+fn set_cloexec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 enum Chunk {
     Data(Vec<u8>),
     Closed(String),
@@ -67,11 +78,21 @@ pub struct Console {
     closed: Option<String>,
     transcript: Transcript,
     stop: Arc<AtomicBool>,
+    /// The tty reader thread, joined on drop: it holds the port (and its exclusive lock) until
+    /// it returns, and a console reopened after a broken link must find the port free.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Console {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // A reader blocked on a full channel wakes up with an error once the channel is closed.
+        self.rx.close();
+        self.writer = None;
+        if let Some(r) = self.reader.take() {
+            // Returns within one read timeout (50 ms).
+            let _ = r.join();
+        }
     }
 }
 
@@ -88,15 +109,25 @@ impl Console {
             endpoint: path.to_string(),
             detail,
         };
-        let port = serialport::new(path, baud)
-            .timeout(Duration::from_millis(50))
-            .open()
-            .map_err(|e| open_err(e.to_string()))?;
+        let port = {
+            // serialport opens without O_CLOEXEC: a device process spawned meanwhile would
+            // inherit the tty and its lock. Opening and marking close-on-exec happen under the
+            // same lock that spawning takes.
+            let _guard = crate::emulator::SPAWN_LOCK
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let port = serialport::new(path, baud)
+                .timeout(Duration::from_millis(50))
+                .open_native()
+                .map_err(|e| open_err(e.to_string()))?;
+            set_cloexec(port.as_raw_fd()).map_err(|e| open_err(e.to_string()))?;
+            Box::new(port) as Box<dyn serialport::SerialPort>
+        };
         let mut reader = port.try_clone().map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        std::thread::Builder::new()
+        let reader = std::thread::Builder::new()
             .name(format!("serial-{name}"))
             .spawn(move || {
                 let mut buf = vec![0u8; CHUNK];
@@ -132,6 +163,7 @@ impl Console {
             closed: None,
             transcript,
             stop,
+            reader: Some(reader),
         })
     }
 
@@ -176,6 +208,7 @@ impl Console {
             closed: None,
             transcript,
             stop: Arc::new(AtomicBool::new(false)),
+            reader: None,
         })
     }
 
