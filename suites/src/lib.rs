@@ -2,13 +2,15 @@
 //! actions and reads the manufacturer's declarations, never a device's own commands, so any
 //! device described by a board file can be assessed.
 
+pub mod disclosure;
 pub mod password;
+pub mod update;
 
 use hilsec_core::test::Suite;
 
 /// Every suite, in the order `hilsec run` runs them.
 pub fn all() -> Vec<Suite> {
-    vec![password::suite()]
+    vec![password::suite(), update::suite()]
 }
 
 /// Names of all suites (for `--suite` and error messages).

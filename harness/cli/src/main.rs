@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hilsec_core::board::{load_boards, Board, LoadMode};
+use hilsec_core::board::{load_boards, Board, Interface, LoadMode, MqttBroker};
+use hilsec_core::device::RunEnv;
 use hilsec_core::runner::{self, RunConfig};
 use hilsec_core::test::{Scope, Suite};
 use hilsec_core::CancellationToken;
@@ -73,6 +74,10 @@ struct RunArgs {
     /// Most units driven at once (default: all of them).
     #[arg(long, value_name = "N", default_value_t = 0)]
     jobs: usize,
+    /// Use this MQTT broker (host:port) wherever a board says `broker = "embedded"`, instead
+    /// of starting the embedded one (e.g. the lab's mosquitto).
+    #[arg(long, value_name = "HOST:PORT")]
+    mqtt_broker: Option<std::net::SocketAddr>,
     /// Override every test's own timeout, e.g. "30s" (for benches with slow devices).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     test_timeout: Option<std::time::Duration>,
@@ -182,11 +187,42 @@ fn cmd_run(args: RunArgs) -> i32 {
             return 3;
         }
     };
+    let env = match start_services(&boards, args.mqtt_broker) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("hilsec run: {e}");
+            return 3;
+        }
+    };
     let cfg = RunConfig {
         jobs: args.jobs,
         test_timeout: args.test_timeout,
+        env,
     };
     rt.block_on(run_with_reporters(boards, suites, cfg, reporters))
+}
+
+/// Starts what the boards need from the harness itself: the embedded MQTT broker when an MQTT
+/// interface does not name a broker of its own.
+fn start_services(
+    boards: &[Board],
+    lab_broker: Option<std::net::SocketAddr>,
+) -> Result<RunEnv, hilsec_core::broker::BrokerError> {
+    let needs_broker = boards.iter().any(|b| {
+        b.model
+            .interfaces
+            .values()
+            .any(|i| matches!(i, Interface::Mqtt(m) if matches!(m.broker, MqttBroker::Embedded)))
+    });
+    let mut env = RunEnv::default();
+    if let Some(addr) = lab_broker {
+        env.broker = Some(addr);
+    } else if needs_broker {
+        let broker = hilsec_core::broker::start_embedded()?;
+        eprintln!("hilsec: embedded MQTT broker on {}", broker.addr);
+        env.broker = Some(broker.addr);
+    }
+    Ok(env)
 }
 
 /// Prepares the output folder and the reporters writing into it.

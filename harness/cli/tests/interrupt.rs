@@ -37,9 +37,8 @@ fn sigkill_mid_run_leaves_a_usable_journal_and_no_orphans() {
         "every line seen before the kill is still there"
     );
     assert!(
-        lines.len() < 48,
-        "the run was killed mid-way ({} lines)",
-        lines.len()
+        !out.join("results.json").exists(),
+        "the run was killed mid-way (results.json is written at the end)"
     );
     for l in &lines {
         assert!(l["verdict"].is_string() && l["test"].is_string() && l["board"].is_string());

@@ -8,7 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::board::{Interface, Model, SecretSpec, SerialEndpoint, Step, Unit};
+use crate::board::{
+    Body, ChunkEncoding, Interface, ModbusWriteTarget, Model, MqttBroker, SecretSpec,
+    SerialEndpoint, Step, Unit,
+};
+use crate::iface::modbus::ModbusLink;
+use crate::iface::mqtt::{split_address, MqttLink, MqttParams};
 use crate::iface::serial::{Console, LinkError};
 use crate::secret::{Redactor, SecretValue};
 use crate::template::Vars;
@@ -23,14 +28,14 @@ pub enum ActionError {
     #[error("action {action:?}, step {step}: {source}")]
     Link {
         action: String,
-        step: usize,
+        step: String,
         #[source]
         source: LinkError,
     },
     #[error("action {action:?}, step {step}: {message}")]
     Template {
         action: String,
-        step: usize,
+        step: String,
         message: String,
     },
     #[error("action {action:?} needs parameter {param:?}")]
@@ -71,19 +76,66 @@ impl ActionOutcome {
     }
 }
 
+/// What a run provides to every unit besides its board file.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnv {
+    /// The embedded MQTT broker, when one was started.
+    pub broker: Option<std::net::SocketAddr>,
+}
+
+/// An open connection of one of the unit's interfaces.
+enum Link {
+    Console(Console),
+    Mqtt(MqttLink),
+    Modbus(ModbusLink),
+}
+
+impl Link {
+    fn is_closed(&self) -> bool {
+        match self {
+            Link::Console(c) => c.is_closed(),
+            Link::Mqtt(m) => m.is_closed(),
+            Link::Modbus(m) => m.is_closed(),
+        }
+    }
+
+    fn begin(&mut self, t: &Transcript) {
+        match self {
+            Link::Console(c) => {
+                c.set_transcript(t.clone());
+                c.flush();
+            }
+            Link::Mqtt(m) => {
+                m.set_transcript(t.clone());
+                m.flush();
+            }
+            Link::Modbus(m) => m.set_transcript(t.clone()),
+        }
+    }
+}
+
+/// Bytes passed to an action (e.g. an update image), by parameter name.
+pub type Data = BTreeMap<String, Arc<Vec<u8>>>;
+
 /// One unit with its interfaces.
 pub struct Device {
     pub unit: Unit,
     pub model: Arc<Model>,
     globals: Vars,
-    consoles: HashMap<String, Console>,
+    links: HashMap<String, Link>,
     transcript: Transcript,
     redactor: Redactor,
     password: Option<SecretValue>,
+    memo: BTreeMap<String, String>,
 }
 
 impl Device {
-    pub fn new(unit: Unit, model: Arc<Model>, emulator_vars: &BTreeMap<String, String>) -> Device {
+    pub fn new(
+        unit: Unit,
+        model: Arc<Model>,
+        emulator_vars: &BTreeMap<String, String>,
+        env: &RunEnv,
+    ) -> Device {
         let mut globals = Vars::new();
         let mut put = |k: &str, v: Option<&String>| {
             if let Some(v) = v {
@@ -103,6 +155,23 @@ impl Device {
         for (k, v) in &unit.vars {
             put(&format!("unit.{k}"), Some(v));
         }
+        let dir = model.source.parent().map(|d| {
+            let d = if d.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                d
+            };
+            d.canonicalize()
+                .unwrap_or_else(|_| d.to_path_buf())
+                .display()
+                .to_string()
+        });
+        put("board.dir", dir.as_ref());
+        if let Some(b) = env.broker {
+            put("broker.address", Some(&b.to_string()));
+            put("broker.host", Some(&b.ip().to_string()));
+            put("broker.port", Some(&b.port().to_string()));
+        }
         for (k, v) in emulator_vars {
             put(&format!("emulator.{k}"), Some(v));
         }
@@ -117,11 +186,18 @@ impl Device {
             unit,
             model,
             globals,
-            consoles: HashMap::new(),
+            links: HashMap::new(),
             transcript: Transcript::new(),
             redactor,
             password,
+            memo: BTreeMap::new(),
         }
+    }
+
+    /// Facts a test leaves for later tests of the same unit (e.g. that the positive control of
+    /// the update suite succeeded). Lives as long as the run.
+    pub fn memo(&mut self) -> &mut BTreeMap<String, String> {
+        &mut self.memo
     }
 
     /// Variables for templates outside actions (e.g. emulator arguments).
@@ -147,9 +223,8 @@ impl Device {
     /// Starts a fresh transcript (one per test) and drops stale input.
     pub fn begin_test(&mut self) -> Transcript {
         self.transcript = Transcript::new();
-        for c in self.consoles.values_mut() {
-            c.set_transcript(self.transcript.clone());
-            c.flush();
+        for l in self.links.values_mut() {
+            l.begin(&self.transcript);
         }
         self.transcript.clone()
     }
@@ -192,6 +267,16 @@ impl Device {
         name: &str,
         args: &[(&str, SecretValue)],
     ) -> Result<ActionOutcome, ActionError> {
+        self.run_action_with_data(name, args, &Data::new()).await
+    }
+
+    /// Runs a named action with text arguments and data (bytes) arguments.
+    pub async fn run_action_with_data(
+        &mut self,
+        name: &str,
+        args: &[(&str, SecretValue)],
+        data: &Data,
+    ) -> Result<ActionOutcome, ActionError> {
         let start = Instant::now();
         let mut out = ActionOutcome::default();
         let args: BTreeMap<String, SecretValue> = args
@@ -209,7 +294,12 @@ impl Device {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        self.run_inner(name, args, &mut out, 0).await?;
+        for (k, v) in data {
+            self.transcript
+                .note(format!("action {name}: data {k} = {} bytes", v.len()));
+        }
+        self.run_inner(name, args, data.clone(), &mut out, 0)
+            .await?;
         out.elapsed = start.elapsed();
         self.transcript.note(match &out.rejected {
             Some(r) => format!(
@@ -221,53 +311,135 @@ impl Device {
         Ok(out)
     }
 
-    async fn console(&mut self, iface: &str, timeout: Duration) -> Result<&mut Console, LinkError> {
-        let stale = self.consoles.get(iface).is_some_and(Console::is_closed);
-        if stale {
-            self.consoles.remove(iface);
+    /// The open link of interface `iface`, opened (or reopened after a drop) on demand.
+    async fn link(&mut self, iface: &str, timeout: Duration) -> Result<&mut Link, LinkError> {
+        if self.links.get(iface).is_some_and(Link::is_closed) {
+            self.links.remove(iface);
         }
-        if !self.consoles.contains_key(iface) {
-            let spec = match self.model.interfaces.get(iface) {
-                Some(Interface::Serial(s)) => s.clone(),
-                None => {
-                    return Err(LinkError::Open {
+        if !self.links.contains_key(iface) {
+            let spec =
+                self.model
+                    .interfaces
+                    .get(iface)
+                    .cloned()
+                    .ok_or_else(|| LinkError::Open {
                         endpoint: iface.to_string(),
                         detail: "no such interface".into(),
-                    })
-                }
-            };
+                    })?;
+            let globals = &self.globals;
             let render = |t: &crate::template::Template| {
-                t.render(&self.globals)
+                t.render(globals)
                     .map(|r| r.text)
                     .map_err(|detail| LinkError::Open {
                         endpoint: iface.to_string(),
                         detail,
                     })
             };
-            let c = match &spec.endpoint {
-                SerialEndpoint::Tty(t) => {
-                    let path = render(t)?;
-                    self.transcript.note(format!("{iface}: opening {path}"));
-                    Console::open_tty(iface, &path, spec.baud, self.transcript.clone())?
+            let t = self.transcript.clone();
+            let link = match &spec {
+                Interface::Serial(s) => match &s.endpoint {
+                    SerialEndpoint::Tty(p) => {
+                        let path = render(p)?;
+                        t.note(format!("{iface}: opening {path}"));
+                        Link::Console(Console::open_tty(iface, &path, s.baud, t)?)
+                    }
+                    SerialEndpoint::Tcp(a) => {
+                        let addr = render(a)?;
+                        t.note(format!("{iface}: connecting to {addr}"));
+                        Link::Console(Console::open_tcp(iface, &addr, timeout, t).await?)
+                    }
+                },
+                Interface::Mqtt(m) => {
+                    let addr = match &m.broker {
+                        MqttBroker::Embedded => match globals.get("broker.address") {
+                            Some(a) => a.expose().to_string(),
+                            None => {
+                                return Err(LinkError::Open {
+                                    endpoint: iface.into(),
+                                    detail: "no embedded broker is running".into(),
+                                })
+                            }
+                        },
+                        MqttBroker::Address(a) => render(a)?,
+                    };
+                    let (host, port) = split_address(&addr).map_err(|detail| LinkError::Open {
+                        endpoint: iface.into(),
+                        detail,
+                    })?;
+                    let client_id = match &m.client_id {
+                        Some(c) => render(c)?,
+                        None => format!("hilsec-{}", self.unit.name),
+                    };
+                    let credentials = match (&m.username, &m.password) {
+                        (Some(u), p) => {
+                            let pass = match p {
+                                Some(p) => {
+                                    let r =
+                                        p.render(globals).map_err(|detail| LinkError::Open {
+                                            endpoint: iface.to_string(),
+                                            detail,
+                                        })?;
+                                    for s in &r.secrets {
+                                        self.redactor.add(s);
+                                    }
+                                    r.text
+                                }
+                                None => String::new(),
+                            };
+                            Some((render(u)?, pass))
+                        }
+                        _ => None,
+                    };
+                    let params = MqttParams {
+                        host,
+                        port,
+                        client_id,
+                        credentials,
+                    };
+                    Link::Mqtt(MqttLink::connect(iface, &params, timeout, t).await?)
                 }
-                SerialEndpoint::Tcp(t) => {
-                    let addr = render(t)?;
-                    self.transcript
-                        .note(format!("{iface}: connecting to {addr}"));
-                    Console::open_tcp(iface, &addr, timeout, self.transcript.clone()).await?
+                Interface::ModbusTcp(m) => {
+                    let addr = render(&m.address)?;
+                    Link::Modbus(
+                        ModbusLink::connect_tcp(iface, &addr, m.unit_id, timeout, t).await?,
+                    )
                 }
+                Interface::ModbusRtu(m) => match &m.endpoint {
+                    SerialEndpoint::Tty(p) => {
+                        let path = render(p)?;
+                        Link::Modbus(ModbusLink::open_rtu_tty(
+                            iface, &path, m.baud, m.unit_id, t,
+                        )?)
+                    }
+                    SerialEndpoint::Tcp(a) => {
+                        let addr = render(a)?;
+                        Link::Modbus(
+                            ModbusLink::connect_rtu_tcp(iface, &addr, m.unit_id, timeout, t)
+                                .await?,
+                        )
+                    }
+                },
             };
-            self.consoles.insert(iface.to_string(), c);
+            self.links.insert(iface.to_string(), link);
         }
-        self.consoles
+        self.links
             .get_mut(iface)
-            .ok_or_else(|| LinkError::Closed("console vanished".into()))
+            .ok_or_else(|| LinkError::Closed("link vanished".into()))
+    }
+
+    fn iface_timeout(&self, on: &str) -> Duration {
+        self.model
+            .interfaces
+            .get(on)
+            .map(Interface::default_timeout)
+            .unwrap_or(crate::board::DEFAULT_STEP_TIMEOUT)
     }
 
     fn run_inner<'a>(
         &'a mut self,
         name: &'a str,
         args: BTreeMap<String, SecretValue>,
+        data: Data,
         out: &'a mut ActionOutcome,
         depth: usize,
     ) -> futures::future::BoxFuture<'a, Result<(), ActionError>> {
@@ -284,7 +456,13 @@ impl Device {
                 .cloned()
                 .ok_or_else(|| ActionError::NotDefined(name.to_string()))?;
             let mut vars = self.globals.clone();
+            let mut blobs = Data::new();
             for p in &action.params {
+                if let Some(d) = data.get(p) {
+                    vars.insert(format!("{p}.size"), SecretValue::plain(d.len().to_string()));
+                    blobs.insert(p.clone(), d.clone());
+                    continue;
+                }
                 let v = args
                     .get(p)
                     .cloned()
@@ -299,89 +477,416 @@ impl Device {
                 };
                 vars.insert(p.clone(), v);
             }
-            for (i, step) in action.steps.iter().enumerate() {
-                let step_no = i + 1;
-                let link_err = |source| ActionError::Link {
-                    action: name.into(),
-                    step: step_no,
-                    source,
+            let mut ctx = StepCtx {
+                action: name,
+                vars,
+                blobs,
+                depth,
+            };
+            self.run_steps(&action.steps, &mut ctx, out, "").await?;
+            if !action.cleanup.is_empty() {
+                // Cleanup neither changes the verdict nor the captures the caller sees.
+                let mut scratch = ActionOutcome::default();
+                let mut ctx = StepCtx {
+                    action: name,
+                    vars: ctx.vars.clone(),
+                    blobs: Data::new(),
+                    depth,
                 };
-                match step {
-                    Step::Send { on, text, flush } => {
-                        let r = text
-                            .render(&vars)
-                            .map_err(|message| ActionError::Template {
-                                action: name.into(),
-                                step: step_no,
-                                message,
-                            })?;
-                        for s in &r.secrets {
-                            self.redactor.add(s);
-                        }
-                        let timeout = self
-                            .model
-                            .interfaces
-                            .get(on)
-                            .map(Interface::default_timeout)
-                            .unwrap_or(crate::board::DEFAULT_STEP_TIMEOUT);
-                        let c = self.console(on, timeout).await.map_err(link_err)?;
-                        if *flush {
-                            c.flush();
-                        }
-                        c.send(r.text.as_bytes(), &r.redacted, timeout)
-                            .await
-                            .map_err(link_err)?;
-                    }
-                    Step::Expect {
-                        on,
-                        pattern,
-                        reject,
-                        timeout,
-                    } => {
-                        let c = self.console(on, *timeout).await.map_err(link_err)?;
-                        let m = c
-                            .expect(pattern, reject.as_ref(), *timeout)
-                            .await
-                            .map_err(link_err)?;
-                        if m.rejected {
-                            out.rejected = Some(m.text.trim().to_string());
-                            return Ok(());
-                        }
-                        for (k, v) in m.captures {
-                            vars.insert(k.clone(), SecretValue::plain(v.clone()));
-                            out.captures.insert(k, v);
-                        }
-                    }
-                    Step::Wait(d) => tokio::time::sleep(*d).await,
-                    Step::Call {
-                        action: callee,
-                        args: cargs,
-                    } => {
-                        let mut a = BTreeMap::new();
-                        for (k, t) in cargs {
-                            let r = t.render(&vars).map_err(|message| ActionError::Template {
-                                action: name.into(),
-                                step: step_no,
-                                message,
-                            })?;
-                            let v = if r.secrets.is_empty() {
-                                SecretValue::plain(r.text)
-                            } else {
-                                SecretValue::secret(r.text)
-                            };
-                            a.insert(k.clone(), v);
-                        }
-                        self.run_inner(callee, a, out, depth + 1).await?;
-                        if out.rejected.is_some() {
-                            return Ok(());
-                        }
-                        for (k, v) in &out.captures {
-                            vars.insert(k.clone(), SecretValue::plain(v.clone()));
-                        }
-                    }
+                self.run_steps(&action.cleanup, &mut ctx, &mut scratch, "cleanup ")
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `steps` in order; `prefix` numbers nested steps in error messages ("3.2").
+    fn run_steps<'a, 'c: 'a>(
+        &'a mut self,
+        steps: &'a [Step],
+        ctx: &'a mut StepCtx<'c>,
+        out: &'a mut ActionOutcome,
+        prefix: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), ActionError>> {
+        Box::pin(async move {
+            for (i, step) in steps.iter().enumerate() {
+                let step_no = format!("{prefix}{}", i + 1);
+                self.run_step(step, ctx, out, &step_no).await?;
+                if out.rejected.is_some() {
+                    return Ok(());
                 }
             }
             Ok(())
         })
     }
+
+    async fn run_step(
+        &mut self,
+        step: &Step,
+        ctx: &mut StepCtx<'_>,
+        out: &mut ActionOutcome,
+        step_no: &str,
+    ) -> Result<(), ActionError> {
+        let name = ctx.action;
+        let link_err = |source| ActionError::Link {
+            action: name.into(),
+            step: step_no.to_string(),
+            source,
+        };
+        let tmpl_err = |message| ActionError::Template {
+            action: name.into(),
+            step: step_no.to_string(),
+            message,
+        };
+        match step {
+            Step::Send { on, text, flush } => {
+                let r = text.render(&ctx.vars).map_err(tmpl_err)?;
+                for s in &r.secrets {
+                    self.redactor.add(s);
+                }
+                let timeout = self.iface_timeout(on);
+                let Link::Console(c) = self.link(on, timeout).await.map_err(link_err)? else {
+                    return Err(tmpl_err(format!("interface {on:?} is not a console")));
+                };
+                if *flush {
+                    c.flush();
+                }
+                c.send(r.text.as_bytes(), &r.redacted, timeout)
+                    .await
+                    .map_err(link_err)?;
+            }
+            Step::Expect {
+                on,
+                pattern,
+                reject,
+                timeout,
+            } => {
+                let Link::Console(c) = self.link(on, *timeout).await.map_err(link_err)? else {
+                    return Err(tmpl_err(format!("interface {on:?} is not a console")));
+                };
+                let m = c
+                    .expect(pattern, reject.as_ref(), *timeout)
+                    .await
+                    .map_err(link_err)?;
+                if m.rejected {
+                    out.rejected = Some(m.text.trim().to_string());
+                    return Ok(());
+                }
+                ctx.capture(m.captures, out);
+            }
+            Step::Wait(d) => tokio::time::sleep(*d).await,
+            Step::Call {
+                action: callee,
+                args: cargs,
+            } => {
+                let mut a = BTreeMap::new();
+                for (k, t) in cargs {
+                    let r = t.render(&ctx.vars).map_err(tmpl_err)?;
+                    let v = if r.secrets.is_empty() {
+                        SecretValue::plain(r.text)
+                    } else {
+                        SecretValue::secret(r.text)
+                    };
+                    a.insert(k.clone(), v);
+                }
+                self.run_inner(callee, a, Data::new(), out, ctx.depth + 1)
+                    .await?;
+                if out.rejected.is_some() {
+                    return Ok(());
+                }
+                for (k, v) in &out.captures {
+                    ctx.vars.insert(k.clone(), SecretValue::plain(v.clone()));
+                }
+            }
+            Step::Chunks {
+                data,
+                size,
+                encoding,
+                steps,
+            } => {
+                let bytes = ctx
+                    .blobs
+                    .get(data)
+                    .cloned()
+                    .ok_or_else(|| tmpl_err(format!("no data {data:?} was passed")))?;
+                let total = bytes.len();
+                self.transcript.note(format!(
+                    "action {name}: sending {total} bytes of {data} in chunks of {size}"
+                ));
+                for (index, chunk) in bytes.chunks(*size).enumerate() {
+                    let offset = index * size;
+                    let mut inner = StepCtx {
+                        action: name,
+                        vars: ctx.vars.clone(),
+                        blobs: ctx.blobs.clone(),
+                        depth: ctx.depth,
+                    };
+                    let text = match encoding {
+                        ChunkEncoding::Base64 => Some(base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            chunk,
+                        )),
+                        ChunkEncoding::Hex => {
+                            Some(chunk.iter().map(|b| format!("{b:02x}")).collect())
+                        }
+                        ChunkEncoding::Raw => None,
+                    };
+                    if let Some(t) = text {
+                        inner.vars.insert("chunk".into(), SecretValue::plain(t));
+                    }
+                    inner.blobs.insert("chunk".into(), Arc::new(chunk.to_vec()));
+                    let put = |v: &mut Vars, k: &str, n: usize| {
+                        v.insert(k.into(), SecretValue::plain(n.to_string()));
+                    };
+                    put(&mut inner.vars, "offset", offset);
+                    put(&mut inner.vars, "offset_hi", (offset >> 16) & 0xffff);
+                    put(&mut inner.vars, "offset_lo", offset & 0xffff);
+                    put(&mut inner.vars, "length", chunk.len());
+                    put(&mut inner.vars, "end", offset + chunk.len());
+                    put(&mut inner.vars, "index", index);
+                    let nested = format!("{step_no}.");
+                    // Chunk transfers are long: the transcript keeps a note per chunk, not
+                    // every byte of every chunk twice.
+                    self.run_steps(steps, &mut inner, out, &nested).await?;
+                    if out.rejected.is_some() {
+                        return Ok(());
+                    }
+                }
+            }
+            Step::Publish {
+                on,
+                topic,
+                body,
+                qos,
+                retain,
+            } => {
+                let topic = topic.render(&ctx.vars).map_err(tmpl_err)?.text;
+                let (payload, shown) = match body {
+                    Body::Text(ts) => match ts.first() {
+                        Some(t) => {
+                            let r = t.render(&ctx.vars).map_err(tmpl_err)?;
+                            for s in &r.secrets {
+                                self.redactor.add(s);
+                            }
+                            (r.text.into_bytes(), Some(r.redacted))
+                        }
+                        None => (Vec::new(), None),
+                    },
+                    Body::Data(d) => (
+                        ctx.blobs
+                            .get(d)
+                            .map(|b| b.as_ref().clone())
+                            .ok_or_else(|| tmpl_err(format!("no data {d:?} was passed")))?,
+                        None,
+                    ),
+                };
+                let timeout = self.iface_timeout(on);
+                let Link::Mqtt(m) = self.link(on, timeout).await.map_err(link_err)? else {
+                    return Err(tmpl_err(format!("interface {on:?} is not MQTT")));
+                };
+                m.publish(&topic, payload, *qos, *retain, shown.as_deref())
+                    .await
+                    .map_err(link_err)?;
+            }
+            Step::Await {
+                on,
+                filter,
+                pattern,
+                reject,
+                timeout,
+            } => {
+                let filter = filter.render(&ctx.vars).map_err(tmpl_err)?.text;
+                let Link::Mqtt(m) = self.link(on, *timeout).await.map_err(link_err)? else {
+                    return Err(tmpl_err(format!("interface {on:?} is not MQTT")));
+                };
+                let got = m
+                    .await_message(&filter, pattern, reject.as_ref(), *timeout)
+                    .await
+                    .map_err(link_err)?;
+                if got.rejected {
+                    out.rejected = Some(got.text.trim().to_string());
+                    return Ok(());
+                }
+                ctx.capture(got.captures, out);
+            }
+            Step::ModbusRead {
+                on,
+                table,
+                address,
+                count,
+                pattern,
+                reject,
+                capture,
+                timeout,
+            } => {
+                let deadline = Instant::now() + *timeout;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let Link::Modbus(m) = self.link(on, left).await.map_err(link_err)? else {
+                        return Err(tmpl_err(format!("interface {on:?} is not Modbus")));
+                    };
+                    let values = m
+                        .read(
+                            *table,
+                            *address,
+                            *count,
+                            left.max(Duration::from_millis(100)),
+                        )
+                        .await
+                        .map_err(link_err)?;
+                    let text = values
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    if let Some(r) = reject {
+                        if r.is_match(text.as_bytes()) {
+                            out.rejected = Some(text);
+                            return Ok(());
+                        }
+                    }
+                    let caps = match pattern {
+                        None => Some(BTreeMap::new()),
+                        Some(p) => p.captures(text.as_bytes()).map(|c| {
+                            p.capture_names()
+                                .flatten()
+                                .filter_map(|n| {
+                                    c.name(n).map(|m| {
+                                        (
+                                            n.to_string(),
+                                            String::from_utf8_lossy(m.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                })
+                                .collect::<BTreeMap<_, _>>()
+                        }),
+                    };
+                    if let Some(mut caps) = caps {
+                        if let Some(c) = capture {
+                            caps.insert(c.clone(), text.clone());
+                            for (i, v) in values.iter().enumerate() {
+                                caps.insert(format!("{c}.{i}"), v.to_string());
+                            }
+                        }
+                        ctx.capture(caps, out);
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(link_err(LinkError::Timeout {
+                            pattern: pattern
+                                .as_ref()
+                                .map(|p| p.as_str().to_string())
+                                .unwrap_or_default(),
+                            waited: *timeout,
+                            tail: text,
+                        }));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Step::ModbusWrite {
+                on,
+                target,
+                address,
+                values,
+                timeout,
+            } => {
+                let words: Vec<u16> = match values {
+                    Body::Text(ts) => {
+                        let mut w = Vec::new();
+                        for t in ts {
+                            let v = t.render(&ctx.vars).map_err(tmpl_err)?.text;
+                            let n = parse_register(&v).ok_or_else(|| {
+                                tmpl_err(format!(
+                                    "{v:?} is not a register value (0-65535, 0x.., true/false)"
+                                ))
+                            })?;
+                            w.push(n);
+                        }
+                        w
+                    }
+                    Body::Data(d) => {
+                        let b = ctx
+                            .blobs
+                            .get(d)
+                            .ok_or_else(|| tmpl_err(format!("no data {d:?} was passed")))?;
+                        b.chunks(2)
+                            .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                            .collect()
+                    }
+                };
+                let Link::Modbus(m) = self.link(on, *timeout).await.map_err(link_err)? else {
+                    return Err(tmpl_err(format!("interface {on:?} is not Modbus")));
+                };
+                match target {
+                    ModbusWriteTarget::Coil => m
+                        .write_coil(*address, words.first().copied().unwrap_or(0) != 0, *timeout)
+                        .await
+                        .map_err(link_err)?,
+                    ModbusWriteTarget::Registers => {
+                        if words.is_empty() || words.len() > 123 {
+                            return Err(tmpl_err(format!(
+                                "{} registers cannot be written at once (1 to 123)",
+                                words.len()
+                            )));
+                        }
+                        m.write_registers(*address, words, *timeout)
+                            .await
+                            .map_err(link_err)?
+                    }
+                }
+            }
+            Step::ModbusIdentify {
+                on,
+                regular,
+                capture,
+                timeout,
+            } => {
+                let Link::Modbus(m) = self.link(on, *timeout).await.map_err(link_err)? else {
+                    return Err(tmpl_err(format!("interface {on:?} is not Modbus")));
+                };
+                let objects = m.identify(*regular, *timeout).await.map_err(link_err)?;
+                let caps = objects
+                    .into_iter()
+                    .map(|(k, v)| match capture {
+                        Some(p) => (format!("{p}_{k}"), v),
+                        None => (k, v),
+                    })
+                    .collect();
+                ctx.capture(caps, out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Variables and data of the action being run.
+struct StepCtx<'a> {
+    action: &'a str,
+    vars: Vars,
+    blobs: Data,
+    depth: usize,
+}
+
+impl StepCtx<'_> {
+    fn capture(&mut self, caps: BTreeMap<String, String>, out: &mut ActionOutcome) {
+        for (k, v) in caps {
+            self.vars.insert(k.clone(), SecretValue::plain(v.clone()));
+            out.captures.insert(k, v);
+        }
+    }
+}
+
+/// A register or coil value as written in a board file.
+fn parse_register(v: &str) -> Option<u16> {
+    let v = v.trim();
+    match v {
+        "true" | "on" => return Some(1),
+        "false" | "off" => return Some(0),
+        _ => {}
+    }
+    if let Some(h) = v.strip_prefix("0x") {
+        return u16::from_str_radix(h, 16).ok();
+    }
+    v.parse().ok()
 }

@@ -7,6 +7,7 @@
 //! - [`test`], [`runner`], [`event`]: tests, their scheduling, and the events reporters consume.
 
 pub mod board;
+pub mod broker;
 pub mod device;
 pub mod emulator;
 pub mod event;

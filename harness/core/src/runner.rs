@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub jobs: usize,
     /// Overrides every test's own timeout (mostly for tests of the harness itself).
     pub test_timeout: Option<Duration>,
+    /// What the run provides to units (e.g. the embedded MQTT broker).
+    pub env: crate::device::RunEnv,
 }
 
 /// What a run produced, in the order tests finished.
@@ -291,7 +293,7 @@ async fn run_unit_phase(
     // Bring the unit up: start its emulator, if any.
     let mut emulator_vars = BTreeMap::new();
     if let Some(e) = &model.emulator {
-        let probe = Device::new(unit.clone(), model.clone(), &BTreeMap::new());
+        let probe = Device::new(unit.clone(), model.clone(), &BTreeMap::new(), &ctx.cfg.env);
         let started = tokio::select! {
             r = emulator::start(e, probe.globals()) => Some(r),
             _ = ctx.cancel.cancelled() => None,
@@ -305,7 +307,7 @@ async fn run_unit_phase(
             None => return state,
         }
     }
-    let mut dev = Device::new(unit.clone(), model.clone(), &emulator_vars);
+    let mut dev = Device::new(unit.clone(), model.clone(), &emulator_vars, &ctx.cfg.env);
 
     for (suite, test) in tests {
         if ctx.cancel.is_cancelled() {

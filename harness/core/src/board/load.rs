@@ -10,10 +10,12 @@ use std::time::Duration;
 use serde_spanned::Spanned;
 
 use super::diag::{BoardError, BoardErrors, Diag};
-use super::model::{RawBoardFile, SecretSource, StepSection};
+use super::model::{InterfaceSection, RawBoardFile, SecretSource, StepSection};
 use super::{
-    Action, Board, Declarations, Emulator, EmulatorKind, Interface, Model, SecretSpec,
-    SerialEndpoint, SerialSpec, Step, Unit, DEFAULT_STEP_TIMEOUT,
+    Action, Board, Body, ChunkEncoding, Declarations, Emulator, EmulatorKind, Interface,
+    ModbusRtuSpec, ModbusTable, ModbusTcpSpec, ModbusWriteTarget, Model, MqttBroker, MqttSpec,
+    SecretSpec, SerialEndpoint, SerialSpec, Step, TlsFiles, Unit, UpdateDeclarations,
+    DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -304,6 +306,10 @@ const UNIT_VARS: &[&str] = &[
     "model.manufacturer",
     "declarations.login_user",
     "secret.password",
+    "board.dir",
+    "broker.address",
+    "broker.host",
+    "broker.port",
 ];
 
 fn check_global_var(var: &str, emulator_vars: &BTreeSet<String>) -> Result<(), String> {
@@ -355,6 +361,32 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
         brute_force_attempts: decl.brute_force_attempts.unwrap_or(8).clamp(2, 1000),
         throttle_threshold,
         public_identifiers: decl.public_identifiers.clone(),
+        update: decl.update.as_ref().map(|u| {
+            let resolve = |d: &mut Diag, p: &Spanned<String>| {
+                let full = path.parent().unwrap_or(Path::new(".")).join(p.get_ref());
+                if !full.is_file() {
+                    d.at(
+                        Some(p.span()),
+                        format!("{} is not a readable file", full.display()),
+                        Some("paths in board files are relative to the board file"),
+                    );
+                }
+                full
+            };
+            let r = u.get_ref();
+            let signing_key = r.signing_key.as_ref().map(|k| resolve(d, k));
+            let genuine_image = r.genuine_image.as_ref().map(|k| resolve(d, k));
+            UpdateDeclarations {
+                action: r.action.clone().unwrap_or_else(|| "push_update".into()),
+                version_action: r
+                    .version_action
+                    .clone()
+                    .unwrap_or_else(|| "read_version".into()),
+                signing_key,
+                genuine_image,
+                payload_size: r.payload_size.unwrap_or(32 * 1024).clamp(64, 16 << 20),
+            }
+        }),
     };
 
     // Emulator.
@@ -431,6 +463,7 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
             Some(t) => parse_duration(d, t).unwrap_or(DEFAULT_STEP_TIMEOUT),
             None => DEFAULT_STEP_TIMEOUT,
         };
+        check_interface_keys(d, name, i, span.clone());
         match i.kind.get_ref().as_str() {
             "serial" => {
                 let endpoint = match (&i.path, &i.tcp) {
@@ -446,14 +479,6 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                     }
                 };
                 if let Some(ep) = endpoint {
-                    let t = match &ep {
-                        SerialEndpoint::Tty(t) | SerialEndpoint::Tcp(t) => t,
-                    };
-                    for v in t.vars() {
-                        if let Err(msg) = check_global_var(v, &emulator_vars) {
-                            d.at(Some(span.clone()), msg, None);
-                        }
-                    }
                     interfaces.insert(
                         name.clone(),
                         Interface::Serial(SerialSpec {
@@ -464,11 +489,97 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                     );
                 }
             }
+            "mqtt" => {
+                let broker = match i.broker.as_deref() {
+                    None | Some("embedded") => Some(MqttBroker::Embedded),
+                    Some(a) => parse_template(d, span.clone(), a).map(MqttBroker::Address),
+                };
+                let opt = |d: &mut Diag, v: &Option<String>| {
+                    v.as_ref().and_then(|t| parse_template(d, span.clone(), t))
+                };
+                let client_id = opt(d, &i.client_id);
+                let username = opt(d, &i.username);
+                let password = opt(d, &i.password);
+                let base = path.parent().unwrap_or(Path::new("."));
+                let tls = match (&i.ca, &i.cert, &i.key) {
+                    (None, None, None) => None,
+                    (Some(ca), cert, key) => {
+                        let files = TlsFiles {
+                            ca: base.join(ca),
+                            cert: cert.as_ref().map(|c| base.join(c)),
+                            key: key.as_ref().map(|k| base.join(k)),
+                        };
+                        if files.cert.is_some() != files.key.is_some() {
+                            d.at(Some(span.clone()), format!("mqtt interface {name:?}: a client certificate needs both `cert` and `key`"), None);
+                        }
+                        for f in [Some(&files.ca), files.cert.as_ref(), files.key.as_ref()].into_iter().flatten() {
+                            if !f.is_file() {
+                                d.at(Some(span.clone()), format!("{} is not a readable file", f.display()), Some("paths in board files are relative to the board file"));
+                            }
+                        }
+                        Some(files)
+                    }
+                    _ => {
+                        d.at(Some(span.clone()), format!("mqtt interface {name:?}: TLS needs `ca` (the lab CA bundle)"), None);
+                        None
+                    }
+                };
+                let v5 = match i.protocol {
+                    None | Some(3) | Some(4) => false,
+                    Some(5) => true,
+                    Some(other) => {
+                        d.at(Some(span.clone()), format!("mqtt protocol {other} is not supported"), Some("use 3 (MQTT 3.1.1) or 5"));
+                        false
+                    }
+                };
+                if let Some(broker) = broker {
+                    let spec = MqttSpec { broker, client_id, username, password, v5, tls, timeout };
+                    interfaces.insert(name.clone(), Interface::Mqtt(spec));
+                }
+            }
+            "modbus-tcp" => match &i.address {
+                Some(a) => {
+                    if let Some(address) = parse_template(d, span.clone(), a) {
+                        interfaces.insert(
+                            name.clone(),
+                            Interface::ModbusTcp(ModbusTcpSpec { address, unit_id: i.unit_id.unwrap_or(1), timeout }),
+                        );
+                    }
+                }
+                None => d.at(Some(span.clone()), format!("modbus-tcp interface {name:?} needs `address` (host:port)"), None),
+            },
+            "modbus-rtu" => {
+                let endpoint = match (&i.path, &i.tcp) {
+                    (Some(p), None) => parse_template(d, span.clone(), p).map(SerialEndpoint::Tty),
+                    (None, Some(t)) => parse_template(d, span.clone(), t).map(SerialEndpoint::Tcp),
+                    _ => {
+                        d.at(Some(span.clone()), format!("modbus-rtu interface {name:?} needs exactly one of `path` (a tty) or `tcp` (host:port, RTU over TCP)"), None);
+                        None
+                    }
+                };
+                if let Some(endpoint) = endpoint {
+                    interfaces.insert(
+                        name.clone(),
+                        Interface::ModbusRtu(ModbusRtuSpec { endpoint, baud: i.baud.unwrap_or(19_200), unit_id: i.unit_id.unwrap_or(1), timeout }),
+                    );
+                }
+            }
             other => d.at(
                 Some(i.kind.span()),
                 format!("unknown interface kind {other:?} for interface {name:?}"),
-                Some("supported kinds: \"serial\" (tty path or raw TCP)"),
+                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\""),
             ),
+        }
+    }
+
+    for (name, iface) in &interfaces {
+        for t in iface.templates() {
+            for v in t.vars() {
+                if let Err(msg) = check_global_var(v, &emulator_vars) {
+                    let span = raw.interfaces.get(name).map(|i| i.span());
+                    d.at(span, msg, None);
+                }
+            }
         }
     }
 
@@ -515,6 +626,21 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                 steps.push(s);
             }
         }
+        let mut cleanup = Vec::new();
+        for step in &a.cleanup {
+            if let Some(s) = build_step(
+                d,
+                raw,
+                name,
+                step,
+                action_on.as_deref(),
+                &interfaces,
+                &mut known,
+                &emulator_vars,
+            ) {
+                cleanup.push(s);
+            }
+        }
         actions.insert(
             name.clone(),
             Action {
@@ -522,6 +648,7 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                 params: a.params.clone(),
                 secret_params: a.secret_params.clone(),
                 steps,
+                cleanup,
             },
         );
     }
@@ -551,6 +678,69 @@ fn missing_iface_msg(name: &str, raw: &RawBoardFile) -> String {
     }
 }
 
+/// The names a step may use as its verb; exactly one per step.
+const VERBS: &[&str] = &[
+    "send",
+    "expect",
+    "wait",
+    "call",
+    "chunks",
+    "publish",
+    "await",
+    "read_holding",
+    "read_input",
+    "read_coils",
+    "read_discrete",
+    "write_register",
+    "write_registers",
+    "write_coil",
+    "identify",
+];
+
+fn verbs_of(s: &StepSection) -> Vec<&'static str> {
+    let present = [
+        s.send.is_some(),
+        s.expect.is_some() && s.await_topic.is_none() && !is_modbus_read(s),
+        s.wait.is_some(),
+        s.call.is_some(),
+        s.chunks.is_some(),
+        s.publish.is_some(),
+        s.await_topic.is_some(),
+        s.read_holding.is_some(),
+        s.read_input.is_some(),
+        s.read_coils.is_some(),
+        s.read_discrete.is_some(),
+        s.write_register.is_some(),
+        s.write_registers.is_some(),
+        s.write_coil.is_some(),
+        s.identify.is_some(),
+    ];
+    VERBS
+        .iter()
+        .zip(present)
+        .filter(|(_, p)| *p)
+        .map(|(v, _)| *v)
+        .collect()
+}
+
+fn is_modbus_read(s: &StepSection) -> bool {
+    s.read_holding.is_some()
+        || s.read_input.is_some()
+        || s.read_coils.is_some()
+        || s.read_discrete.is_some()
+}
+
+/// Variables a `chunks` loop defines for its steps.
+const CHUNK_VARS: &[&str] = &[
+    "chunk",
+    "offset",
+    "offset_hi",
+    "offset_lo",
+    "length",
+    "end",
+    "index",
+];
+
 #[allow(clippy::too_many_arguments)]
 fn build_step(
     d: &mut Diag,
@@ -564,23 +754,24 @@ fn build_step(
 ) -> Option<Step> {
     let span = step.span();
     let s = step.get_ref();
-    let verbs = [
-        s.send.is_some(),
-        s.expect.is_some(),
-        s.wait.is_some(),
-        s.call.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if verbs != 1 {
+    let verbs = verbs_of(s);
+    if verbs.len() != 1 {
         d.at(
             Some(span),
-            format!("action {action:?}: each step needs exactly one of `send`, `expect`, `wait`, `call` (found {verbs})"),
+            format!(
+                "action {action:?}: each step needs exactly one verb ({}), found {}",
+                VERBS.join(", "),
+                if verbs.is_empty() {
+                    "none".to_string()
+                } else {
+                    verbs.join(", ")
+                }
+            ),
             Some("split it into several steps"),
         );
         return None;
     }
+    let verb = verbs[0];
     let on = match &s.on {
         Some(on) => {
             if !raw.interfaces.contains_key(on.get_ref()) {
@@ -595,12 +786,34 @@ fn build_step(
         }
         None => action_on.map(str::to_string),
     };
-    let needs_iface = s.send.is_some() || s.expect.is_some();
+    let needs_iface = !matches!(verb, "wait" | "call" | "chunks");
     if needs_iface && on.is_none() {
         d.at(Some(span), format!("action {action:?}: this step talks to the device but the board declares no interface"), Some("declare one under [interfaces.NAME]"));
         return None;
     }
     let on = on.unwrap_or_default();
+    // The step's verb must suit its interface's kind.
+    if needs_iface {
+        let want: &[&str] = match verb {
+            "send" | "expect" => &["serial"],
+            "publish" | "await" => &["mqtt"],
+            _ => &["modbus-tcp", "modbus-rtu"],
+        };
+        if let Some(i) = interfaces.get(&on) {
+            if !want.contains(&i.kind()) {
+                d.at(
+                    Some(span.clone()),
+                    format!(
+                        "action {action:?}: `{verb}` needs a {} interface, but {on:?} is {}",
+                        want.join(" or "),
+                        i.kind()
+                    ),
+                    Some("name the right interface with `on`, or set the action's `on`"),
+                );
+                return None;
+            }
+        }
+    }
     let timeout = match &s.timeout {
         Some(t) => parse_duration(d, t)?,
         None => interfaces
@@ -611,6 +824,11 @@ fn build_step(
     let check_vars = |d: &mut Diag, t: &Template, known: &BTreeSet<String>| {
         for v in t.vars() {
             if v.contains('.') {
+                let base = v.split('.').next().unwrap_or("");
+                if known.contains(base) {
+                    // `{image.size}` of a data parameter, `{NAME.0}` of a register capture.
+                    continue;
+                }
                 if let Err(msg) = check_global_var(v, emulator_vars) {
                     d.at(
                         Some(span.clone()),
@@ -627,55 +845,356 @@ fn build_step(
             }
         }
     };
-    if let Some(text) = &s.send {
-        let t = parse_template(d, span.clone(), text)?;
+    let template = |d: &mut Diag, src: &str, known: &BTreeSet<String>| {
+        let t = parse_template(d, span.clone(), src)?;
         check_vars(d, &t, known);
-        return Some(Step::Send {
-            on,
-            text: t,
-            flush: s.flush.unwrap_or(false),
-        });
-    }
-    if let Some(pat) = &s.expect {
-        let pattern = compile_bytes_regex(d, pat, "expect")?;
-        let reject = match &s.reject {
-            Some(r) => Some(compile_bytes_regex(d, r, "reject")?),
-            None => None,
-        };
-        known.extend(pattern.capture_names().flatten().map(str::to_string));
-        return Some(Step::Expect {
-            on,
-            pattern,
-            reject,
-            timeout,
-        });
-    }
-    if let Some(w) = &s.wait {
-        return Some(Step::Wait(parse_duration(d, w)?));
-    }
-    if let Some(call) = &s.call {
-        let mut args = BTreeMap::new();
-        for (k, v) in &s.args {
-            let t = parse_template(d, span.clone(), v)?;
-            check_vars(d, &t, known);
-            args.insert(k.clone(), t);
+        Some(t)
+    };
+    let data_ref = |d: &mut Diag, name: &str, known: &BTreeSet<String>| {
+        if !known.contains(name) {
+            d.at(
+                Some(span.clone()),
+                format!("action {action:?}: data {name:?} is neither a parameter of the action nor the chunk of an enclosing `chunks` loop"),
+                Some("add it to `params`; the suite passes the bytes (e.g. `image`)"),
+            );
         }
-        if let Some(callee) = raw.actions.get(call.get_ref()) {
-            // The callee's captures become visible to later steps.
-            for st in &callee.get_ref().steps {
-                if let Some(p) = &st.get_ref().expect {
-                    if let Ok(r) = regex::bytes::Regex::new(p.get_ref()) {
-                        known.extend(r.capture_names().flatten().map(str::to_string));
+        name.to_string()
+    };
+    let regex_opt = |d: &mut Diag,
+                     r: &Option<Spanned<String>>,
+                     key: &str|
+     -> Result<Option<regex::bytes::Regex>, ()> {
+        match r {
+            Some(r) => compile_bytes_regex(d, r, key).map(Some).ok_or(()),
+            None => Ok(None),
+        }
+    };
+    match verb {
+        "send" => {
+            let t = template(d, s.send.as_deref().unwrap_or(""), known)?;
+            Some(Step::Send {
+                on,
+                text: t,
+                flush: s.flush.unwrap_or(false),
+            })
+        }
+        "expect" => {
+            let pattern = compile_bytes_regex(d, s.expect.as_ref()?, "expect")?;
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            known.extend(pattern.capture_names().flatten().map(str::to_string));
+            Some(Step::Expect {
+                on,
+                pattern,
+                reject,
+                timeout,
+            })
+        }
+        "wait" => Some(Step::Wait(parse_duration(d, s.wait.as_ref()?)?)),
+        "call" => {
+            let call = s.call.as_ref()?;
+            let mut args = BTreeMap::new();
+            for (k, v) in &s.args {
+                args.insert(k.clone(), template(d, v, known)?);
+            }
+            if let Some(callee) = raw.actions.get(call.get_ref()) {
+                // The callee's captures become visible to later steps.
+                let mut stack: Vec<&Spanned<StepSection>> = callee.get_ref().steps.iter().collect();
+                while let Some(st) = stack.pop() {
+                    let st_ref = st.get_ref();
+                    if let Some(p) = &st_ref.expect {
+                        if let Ok(r) = regex::bytes::Regex::new(p.get_ref()) {
+                            known.extend(r.capture_names().flatten().map(str::to_string));
+                        }
                     }
+                    if let Some(c) = &st_ref.capture {
+                        known.insert(c.clone());
+                    }
+                    stack.extend(st_ref.steps.iter());
                 }
             }
+            Some(Step::Call {
+                action: call.get_ref().clone(),
+                args,
+            })
         }
-        return Some(Step::Call {
-            action: call.get_ref().clone(),
-            args,
-        });
+        "chunks" => {
+            let data = s.chunks.as_ref()?;
+            let data_name = data_ref(d, data.get_ref(), known);
+            let encoding = match s.encoding.as_ref().map(|e| e.get_ref().as_str()) {
+                None | Some("raw") => ChunkEncoding::Raw,
+                Some("base64") => ChunkEncoding::Base64,
+                Some("hex") => ChunkEncoding::Hex,
+                Some(other) => {
+                    let sp = s.encoding.as_ref().map(|e| e.span());
+                    d.at(
+                        sp,
+                        format!("unknown chunk encoding {other:?}"),
+                        Some("use \"base64\", \"hex\" or \"raw\""),
+                    );
+                    return None;
+                }
+            };
+            let size = s.size.unwrap_or(256);
+            if size == 0 || size > 1 << 20 {
+                d.at(
+                    Some(span.clone()),
+                    format!("chunk size {size} is out of range"),
+                    Some("use 1 to 1048576 bytes"),
+                );
+                return None;
+            }
+            if s.steps.is_empty() {
+                d.at(Some(span.clone()), "a `chunks` loop needs `steps`", None);
+                return None;
+            }
+            let mut inner_known = known.clone();
+            inner_known.extend(CHUNK_VARS.iter().map(|v| v.to_string()));
+            let mut steps = Vec::new();
+            for st in &s.steps {
+                if let Some(st) = build_step(
+                    d,
+                    raw,
+                    action,
+                    st,
+                    Some(&on).filter(|o| !o.is_empty()).map(String::as_str),
+                    interfaces,
+                    &mut inner_known,
+                    emulator_vars,
+                ) {
+                    steps.push(st);
+                }
+            }
+            Some(Step::Chunks {
+                data: data_name,
+                size,
+                encoding,
+                steps,
+            })
+        }
+        "publish" => {
+            let topic = template(d, s.publish.as_deref().unwrap_or(""), known)?;
+            let body = match (&s.payload, &s.data) {
+                (Some(p), None) => Body::Text(vec![template(d, p, known)?]),
+                (None, Some(n)) => Body::Data(data_ref(d, n, known)),
+                (None, None) => Body::Text(vec![]),
+                (Some(_), Some(_)) => {
+                    d.at(
+                        Some(span.clone()),
+                        "a publish carries either `payload` (text) or `data` (bytes), not both",
+                        None,
+                    );
+                    return None;
+                }
+            };
+            let qos = s.qos.unwrap_or(1);
+            if qos > 2 {
+                d.at(
+                    Some(span.clone()),
+                    format!("qos {qos} does not exist"),
+                    Some("use 0, 1 or 2"),
+                );
+                return None;
+            }
+            Some(Step::Publish {
+                on,
+                topic,
+                body,
+                qos,
+                retain: s.retain.unwrap_or(false),
+            })
+        }
+        "await" => {
+            let filter = template(d, s.await_topic.as_deref().unwrap_or(""), known)?;
+            let pattern = match &s.expect {
+                Some(p) => compile_bytes_regex(d, p, "expect")?,
+                None => regex::bytes::Regex::new("").ok()?,
+            };
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            known.extend(pattern.capture_names().flatten().map(str::to_string));
+            Some(Step::Await {
+                on,
+                filter,
+                pattern,
+                reject,
+                timeout,
+            })
+        }
+        "read_holding" | "read_input" | "read_coils" | "read_discrete" => {
+            let (table, address) = match verb {
+                "read_holding" => (ModbusTable::Holding, s.read_holding),
+                "read_input" => (ModbusTable::Input, s.read_input),
+                "read_coils" => (ModbusTable::Coils, s.read_coils),
+                _ => (ModbusTable::Discrete, s.read_discrete),
+            };
+            let count = s.count.unwrap_or(1);
+            if count == 0 || count > 125 {
+                d.at(
+                    Some(span.clone()),
+                    format!("count {count} is out of range"),
+                    Some("Modbus reads 1 to 125 registers at once"),
+                );
+                return None;
+            }
+            let pattern = regex_opt(d, &s.expect, "expect").ok()?;
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            if let Some(p) = &pattern {
+                known.extend(p.capture_names().flatten().map(str::to_string));
+            }
+            if let Some(c) = &s.capture {
+                known.insert(c.clone());
+            }
+            Some(Step::ModbusRead {
+                on,
+                table,
+                address: address?,
+                count,
+                pattern,
+                reject,
+                capture: s.capture.clone(),
+                timeout,
+            })
+        }
+        "write_register" | "write_registers" | "write_coil" => {
+            let (target, address) = match verb {
+                "write_coil" => (ModbusWriteTarget::Coil, s.write_coil),
+                "write_register" => (ModbusWriteTarget::Registers, s.write_register),
+                _ => (ModbusWriteTarget::Registers, s.write_registers),
+            };
+            let values = match (&s.value, s.values.is_empty(), &s.data) {
+                (Some(v), true, None) => Body::Text(vec![template(d, v, known)?]),
+                (None, false, None) if verb == "write_registers" => {
+                    let mut ts = Vec::new();
+                    for v in &s.values {
+                        ts.push(template(d, v, known)?);
+                    }
+                    if ts.len() > 123 {
+                        d.at(Some(span.clone()), "at most 123 registers per write", None);
+                        return None;
+                    }
+                    Body::Text(ts)
+                }
+                (None, true, Some(n)) if verb == "write_registers" => {
+                    Body::Data(data_ref(d, n, known))
+                }
+                _ => {
+                    d.at(
+                        Some(span.clone()),
+                        format!(
+                            "`{verb}` needs {}",
+                            if verb == "write_registers" {
+                                "exactly one of `values` (a list) or `data` (bytes)"
+                            } else {
+                                "`value`"
+                            }
+                        ),
+                        None,
+                    );
+                    return None;
+                }
+            };
+            Some(Step::ModbusWrite {
+                on,
+                target,
+                address: address?,
+                values,
+                timeout,
+            })
+        }
+        "identify" => {
+            let level = s.identify.as_ref()?;
+            let regular = match level.get_ref().as_str() {
+                "basic" => false,
+                "regular" => true,
+                other => {
+                    d.at(
+                        Some(level.span()),
+                        format!("unknown identification level {other:?}"),
+                        Some("use \"basic\" or \"regular\""),
+                    );
+                    return None;
+                }
+            };
+            let prefix = s.capture.clone();
+            for f in IDENTIFY_FIELDS {
+                known.insert(match &prefix {
+                    Some(p) => format!("{p}_{f}"),
+                    None => f.to_string(),
+                });
+            }
+            Some(Step::ModbusIdentify {
+                on,
+                regular,
+                capture: prefix,
+                timeout,
+            })
+        }
+        _ => None,
     }
-    None
+}
+
+/// Captures of an `identify` step (Modbus device identification objects 0x00-0x05).
+pub const IDENTIFY_FIELDS: &[&str] = &[
+    "vendor",
+    "product_code",
+    "revision",
+    "vendor_url",
+    "product_name",
+    "model_name",
+];
+
+/// Keys that only mean something for some interface kinds.
+fn check_interface_keys(
+    d: &mut Diag,
+    name: &str,
+    i: &InterfaceSection,
+    span: std::ops::Range<usize>,
+) {
+    let kind = i.kind.get_ref().as_str();
+    let mut wrong = Vec::new();
+    let serialish = matches!(kind, "serial" | "modbus-rtu");
+    if !serialish {
+        if i.path.is_some() {
+            wrong.push("path");
+        }
+        if i.tcp.is_some() {
+            wrong.push("tcp");
+        }
+        if i.baud.is_some() {
+            wrong.push("baud");
+        }
+    }
+    if kind != "mqtt" {
+        for (k, present) in [
+            ("broker", i.broker.is_some()),
+            ("client_id", i.client_id.is_some()),
+            ("username", i.username.is_some()),
+            ("password", i.password.is_some()),
+            ("protocol", i.protocol.is_some()),
+            ("ca", i.ca.is_some()),
+            ("cert", i.cert.is_some()),
+            ("key", i.key.is_some()),
+        ] {
+            if present {
+                wrong.push(k);
+            }
+        }
+    }
+    if kind != "modbus-tcp" && i.address.is_some() {
+        wrong.push("address");
+    }
+    if !kind.starts_with("modbus") && i.unit_id.is_some() {
+        wrong.push("unit_id");
+    }
+    if !wrong.is_empty() {
+        d.at(
+            Some(span),
+            format!(
+                "interface {name:?} of kind {kind:?} does not take {}",
+                wrong.join(", ")
+            ),
+            Some("see boards/README.md for the keys of each interface kind"),
+        );
+    }
 }
 
 fn compile_bytes_regex(
@@ -701,8 +1220,17 @@ fn compile_bytes_regex(
 
 /// Calls name existing actions, pass exactly their parameters, and do not recurse.
 fn check_calls(d: &mut Diag, raw: &RawBoardFile, actions: &BTreeMap<String, Action>) {
+    fn flatten(steps: &[Spanned<StepSection>]) -> Vec<&Spanned<StepSection>> {
+        let mut out = Vec::new();
+        for s in steps {
+            out.push(s);
+            out.extend(flatten(&s.get_ref().steps));
+        }
+        out
+    }
     for (name, act) in &raw.actions {
-        for step in &act.get_ref().steps {
+        let a = act.get_ref();
+        for step in flatten(&a.steps).into_iter().chain(flatten(&a.cleanup)) {
             let Some(call) = &step.get_ref().call else {
                 continue;
             };
@@ -756,7 +1284,7 @@ fn check_calls(d: &mut Diag, raw: &RawBoardFile, actions: &BTreeMap<String, Acti
         }
         stack.push(n);
         if let Some(a) = actions.get(n) {
-            for s in &a.steps {
+            for s in a.steps.iter().chain(a.cleanup.iter()).flat_map(Step::walk) {
                 if let Step::Call { action, .. } = s {
                     if let Some(c) = visit(action, actions, stack) {
                         return Some(c);
@@ -820,18 +1348,12 @@ fn build_unit(
         e.args.iter().for_each(&mut collect);
     }
     for i in model.interfaces.values() {
-        match i {
-            Interface::Serial(s) => match &s.endpoint {
-                SerialEndpoint::Tty(t) | SerialEndpoint::Tcp(t) => collect(t),
-            },
-        }
+        i.templates().into_iter().for_each(&mut collect);
     }
     for a in model.actions.values() {
-        for s in &a.steps {
-            match s {
-                Step::Send { text, .. } => collect(text),
-                Step::Call { args, .. } => args.values().for_each(&mut collect),
-                _ => {}
+        for top in a.steps.iter().chain(a.cleanup.iter()) {
+            for s in top.walk() {
+                s.templates().into_iter().for_each(&mut collect);
             }
         }
     }

@@ -57,6 +57,17 @@ pub struct Declarations {
     pub brute_force_attempts: usize,
     pub throttle_threshold: Duration,
     pub public_identifiers: Vec<String>,
+    pub update: Option<UpdateDeclarations>,
+}
+
+/// `[declarations.update]`, resolved (paths against the board file).
+#[derive(Debug, Clone)]
+pub struct UpdateDeclarations {
+    pub action: String,
+    pub version_action: String,
+    pub signing_key: Option<PathBuf>,
+    pub genuine_image: Option<PathBuf>,
+    pub payload_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,14 +90,92 @@ pub struct Emulator {
 #[derive(Debug, Clone)]
 pub enum Interface {
     Serial(SerialSpec),
+    Mqtt(MqttSpec),
+    ModbusTcp(ModbusTcpSpec),
+    ModbusRtu(ModbusRtuSpec),
 }
 
 impl Interface {
     pub fn default_timeout(&self) -> Duration {
         match self {
             Interface::Serial(s) => s.timeout,
+            Interface::Mqtt(m) => m.timeout,
+            Interface::ModbusTcp(m) => m.timeout,
+            Interface::ModbusRtu(m) => m.timeout,
         }
     }
+
+    /// The kind as written in board files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Interface::Serial(_) => "serial",
+            Interface::Mqtt(_) => "mqtt",
+            Interface::ModbusTcp(_) => "modbus-tcp",
+            Interface::ModbusRtu(_) => "modbus-rtu",
+        }
+    }
+
+    /// Templates of the interface's endpoint (for variable checks).
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            Interface::Serial(s) => vec![s.endpoint.template()],
+            Interface::Mqtt(m) => {
+                let mut v: Vec<&Template> = [&m.client_id, &m.username, &m.password]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                if let MqttBroker::Address(t) = &m.broker {
+                    v.push(t);
+                }
+                v
+            }
+            Interface::ModbusTcp(m) => vec![&m.address],
+            Interface::ModbusRtu(m) => vec![m.endpoint.template()],
+        }
+    }
+}
+
+/// Where an MQTT interface's broker is.
+#[derive(Debug, Clone)]
+pub enum MqttBroker {
+    /// The broker `hilsec run` starts in-process on a free loopback port.
+    Embedded,
+    /// `host:port`.
+    Address(Template),
+}
+
+/// TLS material for an MQTT connection (paths resolved against the board file).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttSpec {
+    pub broker: MqttBroker,
+    pub client_id: Option<Template>,
+    pub username: Option<Template>,
+    pub password: Option<Template>,
+    pub v5: bool,
+    pub tls: Option<TlsFiles>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusTcpSpec {
+    pub address: Template,
+    pub unit_id: u8,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusRtuSpec {
+    pub endpoint: SerialEndpoint,
+    pub baud: u32,
+    pub unit_id: u8,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -102,12 +191,22 @@ pub enum SerialEndpoint {
     Tcp(Template),
 }
 
+impl SerialEndpoint {
+    pub fn template(&self) -> &Template {
+        match self {
+            SerialEndpoint::Tty(t) | SerialEndpoint::Tcp(t) => t,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Action {
     pub name: String,
     pub params: Vec<String>,
     pub secret_params: Vec<String>,
     pub steps: Vec<Step>,
+    /// Run after `steps` whether the device accepted or refused (e.g. log out again).
+    pub cleanup: Vec<Step>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +227,124 @@ pub enum Step {
         action: String,
         args: BTreeMap<String, Template>,
     },
+    /// Runs `steps` once per chunk of the data parameter `data`.
+    Chunks {
+        data: String,
+        size: usize,
+        encoding: ChunkEncoding,
+        steps: Vec<Step>,
+    },
+    Publish {
+        on: String,
+        topic: Template,
+        body: Body,
+        qos: u8,
+        retain: bool,
+    },
+    Await {
+        on: String,
+        filter: Template,
+        pattern: Regex,
+        reject: Option<Regex>,
+        timeout: Duration,
+    },
+    ModbusRead {
+        on: String,
+        table: ModbusTable,
+        address: u16,
+        count: u16,
+        pattern: Option<Regex>,
+        reject: Option<Regex>,
+        capture: Option<String>,
+        timeout: Duration,
+    },
+    ModbusWrite {
+        on: String,
+        target: ModbusWriteTarget,
+        address: u16,
+        values: Body,
+        timeout: Duration,
+    },
+    ModbusIdentify {
+        on: String,
+        regular: bool,
+        capture: Option<String>,
+        timeout: Duration,
+    },
+}
+
+impl Step {
+    /// The steps nested in this one (a `chunks` loop), for walks over a recipe.
+    pub fn nested(&self) -> &[Step] {
+        match self {
+            Step::Chunks { steps, .. } => steps,
+            _ => &[],
+        }
+    }
+
+    /// This step and every step nested in it, depth first.
+    pub fn walk(&self) -> Vec<&Step> {
+        let mut out = vec![self];
+        for s in self.nested() {
+            out.extend(s.walk());
+        }
+        out
+    }
+
+    /// The templates this step renders (not those of nested steps).
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            Step::Send { text, .. } => vec![text],
+            Step::Call { args, .. } => args.values().collect(),
+            Step::Publish { topic, body, .. } => {
+                let mut v = vec![topic];
+                if let Body::Text(ts) = body {
+                    v.extend(ts.iter());
+                }
+                v
+            }
+            Step::Await { filter, .. } => vec![filter],
+            Step::ModbusWrite {
+                values: Body::Text(ts),
+                ..
+            } => ts.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// How `{chunk}` appears in templates inside a `chunks` loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkEncoding {
+    Base64,
+    Hex,
+    /// Bytes only: usable as `data = "chunk"`, not in text.
+    Raw,
+}
+
+/// What a publish or a register write carries.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Text templates (one for a publish; one per register or coil for a write).
+    Text(Vec<Template>),
+    /// A data parameter or the current raw chunk, by name.
+    Data(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusTable {
+    Holding,
+    Input,
+    Coils,
+    Discrete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusWriteTarget {
+    /// Function 0x06 (one value) or 0x10 (several).
+    Registers,
+    /// Function 0x05.
+    Coil,
 }
 
 /// One physical or emulated unit.

@@ -58,6 +58,26 @@ pub struct Declarations {
     /// (e.g. the Wi-Fi SSID printed on the box).
     #[serde(default)]
     pub public_identifiers: Vec<String>,
+    /// The update suite's inputs (EN 303 645 5.3): how updates reach the unit and what the lab
+    /// holds to make a genuine image.
+    pub update: Option<Spanned<UpdateDeclarations>>,
+}
+
+/// `[declarations.update]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDeclarations {
+    /// Action that pushes an image (data parameter `image`); default `push_update`.
+    pub action: Option<String>,
+    /// Action that reads the running version (capture `version`); default `read_version`.
+    pub version_action: Option<String>,
+    /// The test signing key the unit trusts (PEM, relative to the board file): lets the lab
+    /// sign genuine images of any version.
+    pub signing_key: Option<Spanned<String>>,
+    /// A genuine, newer image from the manufacturer, when the lab holds no key.
+    pub genuine_image: Option<Spanned<String>>,
+    /// Payload size of images the harness builds (default 32 KiB).
+    pub payload_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, serde::Serialize)]
@@ -100,6 +120,23 @@ pub struct InterfaceSection {
     pub baud: Option<u32>,
     /// Default timeout of steps on this interface (default "10s").
     pub timeout: Option<Spanned<String>>,
+    /// mqtt: `"embedded"` (the harness's own broker) or `host:port` (templated).
+    pub broker: Option<String>,
+    /// mqtt: client id (templated; default `hilsec-<unit>`).
+    pub client_id: Option<String>,
+    /// mqtt: user name and password (templated; may use `{secret.password}`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// mqtt: 3 (3.1.1, default) or 5.
+    pub protocol: Option<u8>,
+    /// mqtt over TLS: lab CA bundle, client certificate and key (PEM, relative to the file).
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// modbus-tcp: `host:port` (templated).
+    pub address: Option<String>,
+    /// modbus: unit (slave) id, default 1.
+    pub unit_id: Option<u8>,
 }
 
 /// A named device operation the suites rely on, as a recipe of steps.
@@ -115,6 +152,10 @@ pub struct ActionSection {
     /// The interface steps use unless they name one (default: the only or first interface).
     pub on: Option<Spanned<String>>,
     pub steps: Vec<Spanned<StepSection>>,
+    /// Steps run after `steps` whether the device accepted or refused (not after a link
+    /// failure), e.g. logging out of a shell an update command was typed into.
+    #[serde(default)]
+    pub cleanup: Vec<Spanned<StepSection>>,
 }
 
 /// One step. Exactly one verb key (`send`, `expect`, `wait`, `call`) must be present.
@@ -140,6 +181,48 @@ pub struct StepSection {
     pub on: Option<Spanned<String>>,
     /// Step timeout (default: the interface's).
     pub timeout: Option<Spanned<String>>,
+
+    /// Repeat `steps` over the chunks of a data parameter (e.g. an update image); inside,
+    /// `{chunk}`, `{offset}`, `{offset_hi}`, `{offset_lo}`, `{length}`, `{end}`, `{index}`.
+    pub chunks: Option<Spanned<String>>,
+    /// Chunk size in bytes (default 256).
+    pub size: Option<usize>,
+    /// How `{chunk}` is rendered in text: `base64`, `hex`, or `raw` (bytes, for `data`).
+    pub encoding: Option<Spanned<String>>,
+    #[serde(default)]
+    pub steps: Vec<Spanned<StepSection>>,
+
+    /// MQTT: publish to this topic (templated) the text `payload` or the bytes `data`.
+    pub publish: Option<String>,
+    pub payload: Option<String>,
+    /// Name of a data parameter, or `chunk` inside a raw `chunks` loop.
+    pub data: Option<String>,
+    pub qos: Option<u8>,
+    pub retain: Option<bool>,
+    /// MQTT: wait for a message on a topic matching this filter (templated) whose payload
+    /// matches `expect` (or `reject`).
+    #[serde(rename = "await")]
+    pub await_topic: Option<String>,
+
+    /// Modbus reads: start address and `count` (default 1); the values, space-separated,
+    /// are matched against `expect`/`reject` (polling until the timeout) and captured.
+    pub read_holding: Option<u16>,
+    pub read_input: Option<u16>,
+    pub read_coils: Option<u16>,
+    pub read_discrete: Option<u16>,
+    pub count: Option<u16>,
+    /// Modbus writes: start address; `value` (one), `values` (several) or `data` (bytes,
+    /// big-endian per register).
+    pub write_register: Option<u16>,
+    pub write_registers: Option<u16>,
+    pub write_coil: Option<u16>,
+    pub value: Option<String>,
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Modbus Read Device Identification (0x2B/0x0E): `basic` or `regular`.
+    pub identify: Option<Spanned<String>>,
+    /// Name under which a read's values are captured (also `NAME.0`, `NAME.1`, ...).
+    pub capture: Option<String>,
 }
 
 /// One unit: identity and secrets.

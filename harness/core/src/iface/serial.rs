@@ -37,10 +37,13 @@ pub enum LinkError {
     },
     #[error("write failed: {0}")]
     Write(String),
+    /// The device answered, but not in the protocol's terms (e.g. a Modbus exception).
+    #[error("{0}")]
+    Protocol(String),
 }
 
 /// Marks a descriptor close-on-exec.
-fn set_cloexec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+pub(crate) fn set_cloexec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
     // SAFETY: fcntl on a descriptor we own; no memory is passed.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {

@@ -1,0 +1,458 @@
+//! Update signature rejection (EN 303 645 5.3-2, 5.3-7, 5.3-9, 5.3-10; TS 103 701 5.3-2-2,
+//! 5.3-9-1): a validly signed newer image is accepted (positive control), and every tampered
+//! variant is refused with the running version unchanged and the unit still answering.
+//!
+//! The suite builds images itself, in MCUboot's format (`hilsec-image`): genuine ones signed with
+//! the test key the board declares the unit trusts (`[declarations.update] signing_key`), or the
+//! manufacturer's genuine image when the lab holds no key (`genuine_image`). Each rejection test
+//! reads the running version first and tampers with a genuine image *newer* than it, so a refusal
+//! can only come from the check under test, never from the unit's downgrade protection (except
+//! for `rollback`, whose image is validly signed and older). The attacker key is generated once
+//! per run and never leaves memory. Images reach the unit only through the board's update
+//! action (parameter `image`), over whatever interface its recipe uses.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hilsec_core::board::Model;
+use hilsec_core::device::{ActionError, Data, Device};
+use hilsec_core::test::{Outcome, Scope, Suite, Test, TestInfo, Verdict};
+use hilsec_image::{mutate, sign, MutationInputs, MutationKind, SignOptions, SigningKey, Version};
+
+const SUITE: &str = "update";
+
+const PROVISIONS_GENUINE: &[&str] = &["EN 303 645 5.3-2", "TS 103 701 5.3-2-2"];
+const PROVISIONS_REJECT: &[&str] = &[
+    "EN 303 645 5.3-7",
+    "EN 303 645 5.3-9",
+    "EN 303 645 5.3-10",
+    "TS 103 701 5.3-9-1",
+];
+
+/// Memo key: the positive control's outcome on this unit.
+const GENUINE_MEMO: &str = "update.accepts-genuine";
+
+pub fn suite() -> Suite {
+    let mut tests: Vec<Arc<dyn Test>> = vec![Arc::new(AcceptsGenuine)];
+    for (kind, info) in MutationKind::ALL.iter().zip(REJECT_INFOS.iter()) {
+        tests.push(Arc::new(RejectsMutation { kind: *kind, info }));
+    }
+    Suite {
+        name: SUITE,
+        description: "a genuine newer image is accepted; tampered, unsigned, wrong-key and rollback images are refused",
+        tests,
+    }
+}
+
+macro_rules! reject_info {
+    ($id:literal, $title:literal) => {
+        TestInfo {
+            id: $id,
+            suite: SUITE,
+            title: $title,
+            provisions: PROVISIONS_REJECT,
+            scope: Scope::Unit,
+            timeout: Duration::from_secs(180),
+        }
+    };
+}
+
+/// One per [`MutationKind::ALL`], in that order.
+static REJECT_INFOS: [TestInfo; 10] = [
+    reject_info!(
+        "update.rejects-payload-bitflip",
+        "an image with one payload bit flipped is refused"
+    ),
+    reject_info!(
+        "update.rejects-header-bitflip",
+        "an image with one header bit flipped is refused"
+    ),
+    reject_info!(
+        "update.rejects-signature-bitflip",
+        "an image with one signature bit flipped is refused"
+    ),
+    reject_info!("update.rejects-truncate", "a truncated image is refused"),
+    reject_info!("update.rejects-unsigned", "an unsigned image is refused"),
+    reject_info!(
+        "update.rejects-wrong-key",
+        "an image signed with another key is refused"
+    ),
+    reject_info!(
+        "update.rejects-transplant-signature",
+        "an image carrying another image's signature is refused"
+    ),
+    reject_info!(
+        "update.rejects-bad-magic",
+        "an image with a corrupted magic is refused"
+    ),
+    reject_info!(
+        "update.rejects-rollback",
+        "a validly signed older version is refused"
+    ),
+    reject_info!(
+        "update.rejects-append-data",
+        "data appended after the TLV area (information only: MCUboot ignores it)"
+    ),
+];
+
+static GENUINE_INFO: TestInfo = TestInfo {
+    id: "update.accepts-genuine",
+    suite: SUITE,
+    title: "a validly signed newer image is accepted and the running version changes (positive control)",
+    provisions: PROVISIONS_GENUINE,
+    scope: Scope::Unit,
+    timeout: Duration::from_secs(180),
+};
+
+/// The attacker's key: generated once per run, never written anywhere.
+fn attacker_key() -> Result<&'static SigningKey, String> {
+    static KEY: OnceLock<Result<SigningKey, String>> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::generate_ed25519().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn needs(model: &Model) -> Option<String> {
+    let Some(u) = &model.declarations.update else {
+        return Some("the board declares no [declarations.update]".into());
+    };
+    for a in [&u.action, &u.version_action] {
+        if !model.has_action(a) {
+            return Some(format!("the board defines no {a:?} action"));
+        }
+    }
+    if u.signing_key.is_none() && u.genuine_image.is_none() {
+        return Some("the board declares neither a test signing key nor a genuine image".into());
+    }
+    None
+}
+
+/// What the lab can make genuine images from.
+enum Genuine {
+    Key(SigningKey),
+    Image(Vec<u8>, Version),
+}
+
+fn genuine_source(model: &Model) -> Result<Genuine, String> {
+    let u = model
+        .declarations
+        .update
+        .as_ref()
+        .ok_or("no update declarations")?;
+    if let Some(k) = &u.signing_key {
+        let key = hilsec_image::Key::load(k).map_err(|e| e.to_string())?;
+        return key.signing_key().cloned().map(Genuine::Key).ok_or_else(|| {
+            format!(
+                "{} is a public key; the suite needs the private test key",
+                k.display()
+            )
+        });
+    }
+    if let Some(p) = &u.genuine_image {
+        let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        let img =
+            hilsec_image::Image::parse(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+        let v = img.header.version;
+        return Ok(Genuine::Image(bytes, v));
+    }
+    Err("no genuine image source".into())
+}
+
+/// A deterministic pseudo-random payload: a stand-in firmware body.
+fn payload(size: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..size).map(|_| rng.u8(..)).collect()
+}
+
+/// The version after `v` (revision + 1), as a newer genuine image carries.
+fn bump(v: Version) -> Version {
+    if v.revision < u16::MAX {
+        Version::new(v.major, v.minor, v.revision + 1, 0)
+    } else if v.minor < u8::MAX {
+        Version::new(v.major, v.minor + 1, 0, 0)
+    } else {
+        Version::new(v.major.saturating_add(1), 0, 0, 0)
+    }
+}
+
+async fn running_version(dev: &mut Device) -> Result<Result<Version, String>, ActionError> {
+    let action = dev
+        .model
+        .declarations
+        .update
+        .as_ref()
+        .map(|u| u.version_action.clone())
+        .unwrap_or_else(|| "read_version".into());
+    let out = dev.run_action(&action, &[]).await?;
+    let Some(v) = out.captures.get("version") else {
+        return Ok(Err(format!("action {action:?} captured no `version`")));
+    };
+    Ok(v.parse::<Version>()
+        .map_err(|e| format!("the unit reports version {v:?}, which is not X.Y.Z[+B]: {e}")))
+}
+
+/// Pushes an image; `Ok(None)` when accepted, `Ok(Some(answer))` when refused.
+async fn push(dev: &mut Device, image: Vec<u8>) -> Result<Option<String>, ActionError> {
+    let action = dev
+        .model
+        .declarations
+        .update
+        .as_ref()
+        .map(|u| u.action.clone())
+        .unwrap_or_else(|| "push_update".into());
+    let mut data = Data::new();
+    data.insert("image".into(), Arc::new(image));
+    let out = dev.run_action_with_data(&action, &[], &data).await?;
+    Ok(out.rejected)
+}
+
+fn size_of(model: &Model) -> usize {
+    model
+        .declarations
+        .update
+        .as_ref()
+        .map(|u| u.payload_size)
+        .unwrap_or(32 * 1024)
+}
+
+/// A genuine image newer than `running` (signed by the lab's test key, or the manufacturer's
+/// image if it is newer).
+fn genuine_newer(
+    src: &Genuine,
+    running: Version,
+    size: usize,
+    seed: u64,
+) -> Result<(Vec<u8>, Version), String> {
+    match src {
+        Genuine::Key(k) => {
+            let v = bump(running);
+            let img =
+                sign(&payload(size, seed), k, &SignOptions::new(v)).map_err(|e| e.to_string())?;
+            Ok((img, v))
+        }
+        Genuine::Image(bytes, v) => {
+            if v.cmp_without_build(&running).is_gt() {
+                Ok((bytes.clone(), *v))
+            } else {
+                Err(format!("the declared genuine image is version {v}, not newer than the running {running}: the lab needs a newer image or the test signing key"))
+            }
+        }
+    }
+}
+
+struct AcceptsGenuine;
+
+#[async_trait]
+impl Test for AcceptsGenuine {
+    fn info(&self) -> &TestInfo {
+        &GENUINE_INFO
+    }
+
+    fn not_applicable(&self, model: &Model) -> Option<String> {
+        needs(model)
+    }
+
+    async fn run_unit(&self, dev: &mut Device) -> Outcome {
+        let o = positive_control(dev).await.unwrap_or_else(Outcome::from);
+        dev.memo()
+            .insert(GENUINE_MEMO.into(), o.verdict.to_string());
+        o
+    }
+}
+
+async fn positive_control(dev: &mut Device) -> Result<Outcome, ActionError> {
+    let src = match genuine_source(&dev.model) {
+        Ok(s) => s,
+        Err(e) => return Ok(Outcome::error(e)),
+    };
+    let before = match running_version(dev).await? {
+        Ok(v) => v,
+        Err(e) => return Ok(Outcome::inconclusive(e)),
+    };
+    let (image, v) = match genuine_newer(&src, before, size_of(&dev.model), 1) {
+        Ok(x) => x,
+        Err(e) => return Ok(Outcome::inconclusive(e)),
+    };
+    dev.note(format!(
+        "running {before}; pushing a genuine image of version {v} ({} bytes)",
+        image.len()
+    ));
+    if let Some(answer) = push(dev, image).await? {
+        return Ok(Outcome::inconclusive(format!(
+            "the unit refused a genuine, validly signed image of version {v} ({answer:?}): without a working positive control the rejection tests cannot be judged"
+        )));
+    }
+    let after = match running_version(dev).await? {
+        Ok(v) => v,
+        Err(e) => return Ok(Outcome::inconclusive(e)),
+    };
+    if after.cmp_without_build(&v).is_eq() {
+        Ok(Outcome::pass(format!(
+            "genuine image {v} accepted; the unit now runs {after} (was {before})"
+        )))
+    } else {
+        Ok(Outcome::inconclusive(format!(
+            "the unit acknowledged the genuine image {v} but still runs {after}: the positive control did not take effect"
+        )))
+    }
+}
+
+struct RejectsMutation {
+    kind: MutationKind,
+    info: &'static TestInfo,
+}
+
+#[async_trait]
+impl Test for RejectsMutation {
+    fn info(&self) -> &TestInfo {
+        self.info
+    }
+
+    fn not_applicable(&self, model: &Model) -> Option<String> {
+        needs(model)
+    }
+
+    async fn run_unit(&self, dev: &mut Device) -> Outcome {
+        self.body(dev).await.unwrap_or_else(Outcome::from)
+    }
+}
+
+impl RejectsMutation {
+    async fn body(&self, dev: &mut Device) -> Result<Outcome, ActionError> {
+        let control = dev.memo().get(GENUINE_MEMO).cloned();
+        let control = match control {
+            Some(v) => v,
+            None => {
+                // Run alone (e.g. a filtered run): establish the positive control first.
+                let o = positive_control(dev).await?;
+                dev.memo()
+                    .insert(GENUINE_MEMO.into(), o.verdict.to_string());
+                o.verdict.to_string()
+            }
+        };
+        if control != Verdict::Pass.as_str() {
+            return Ok(Outcome::inconclusive(format!(
+                "the positive control (update.accepts-genuine) was {control}: a unit that refuses genuine images refuses everything, so its refusals prove nothing"
+            )));
+        }
+        let src = match genuine_source(&dev.model) {
+            Ok(s) => s,
+            Err(e) => return Ok(Outcome::error(e)),
+        };
+        let before = match running_version(dev).await? {
+            Ok(v) => v,
+            Err(e) => return Ok(Outcome::inconclusive(e)),
+        };
+        let size = size_of(&dev.model);
+        let (genuine, newer) = match genuine_newer(&src, before, size, 2) {
+            Ok(x) => x,
+            Err(e) => return Ok(Outcome::inconclusive(e)),
+        };
+        let attacker = match attacker_key() {
+            Ok(k) => k,
+            Err(e) => {
+                return Ok(Outcome::error(format!(
+                    "cannot generate the attacker key: {e}"
+                )))
+            }
+        };
+        let donor = match &src {
+            Genuine::Key(k) => sign(&payload(size, 3), k, &SignOptions::new(newer)).ok(),
+            Genuine::Image(..) => None,
+        };
+        let lab_key = match &src {
+            Genuine::Key(k) => Some(k),
+            Genuine::Image(..) => None,
+        };
+        let inputs = match self.kind {
+            MutationKind::WrongKey => MutationInputs {
+                key: Some(attacker),
+                ..Default::default()
+            },
+            MutationKind::TransplantSignature => MutationInputs {
+                donor: donor.as_deref(),
+                ..Default::default()
+            },
+            MutationKind::Rollback => MutationInputs {
+                key: lab_key,
+                version: before.next_lower(),
+                ..Default::default()
+            },
+            _ => MutationInputs::default(),
+        };
+        if matches!(
+            self.kind,
+            MutationKind::Rollback | MutationKind::TransplantSignature
+        ) && lab_key.is_none()
+        {
+            return Ok(Outcome::not_applicable(format!(
+                "{} needs the test signing key (only a genuine image is declared)",
+                self.kind
+            )));
+        }
+        let image = match mutate(self.kind, &genuine, &inputs) {
+            Ok(i) => i,
+            Err(e) => {
+                return Ok(Outcome::error(format!(
+                    "cannot build the {} image: {e}",
+                    self.kind
+                )))
+            }
+        };
+        dev.note(format!(
+            "running {before}; pushing a {} variant of a genuine {newer} image ({} bytes): {}",
+            self.kind,
+            image.len(),
+            self.kind.description()
+        ));
+        let answer = match push(dev, image).await {
+            Ok(a) => Some(a),
+            Err(e) if e.is_device_silence() => {
+                dev.note(format!("no answer to the push: {e}"));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let after = match running_version(dev).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Ok(Outcome::inconclusive(e)),
+            Err(e) if e.is_device_silence() => {
+                return Ok(Outcome::fail(format!(
+                    "the unit no longer answers after the {} image: {e}",
+                    self.kind
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        let changed = !after.cmp_without_build(&before).is_eq();
+        if self.kind == MutationKind::AppendData {
+            let what = match (&answer, changed) {
+                (Some(None), true) => format!("accepted it and now runs {after}"),
+                (Some(None), false) => format!("acknowledged it but still runs {after}"),
+                (Some(Some(a)), _) => format!("refused it ({a:?}); still runs {after}"),
+                (None, _) => format!("gave no answer; runs {after}"),
+            };
+            return Ok(Outcome::inconclusive(format!(
+                "information only (MCUboot ignores data after the TLV area, so either answer is acceptable): the unit {what}"
+            )));
+        }
+        Ok(match (answer, changed) {
+            (_, true) => Outcome::fail(format!(
+                "the unit installed the {} image: it ran {before} and now runs {after}",
+                self.kind
+            )),
+            (Some(None), false) => Outcome::fail(format!(
+                "the unit acknowledged the {} image as accepted (the running version {after} is unchanged, but it did not refuse it)",
+                self.kind
+            )),
+            (Some(Some(a)), false) => Outcome::pass(format!(
+                "refused ({a:?}); still runs {after} and answers"
+            )),
+            (None, false) => Outcome::pass(format!(
+                "no acknowledgement of the {} image; still runs {after} and answers",
+                self.kind
+            )),
+        })
+    }
+}
