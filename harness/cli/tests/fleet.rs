@@ -22,6 +22,19 @@ const PASSWORD_TESTS: [&str; 8] = [
     "password.brute-force-throttled",
 ];
 
+const UPDATE_TESTS: [&str; 10] = [
+    "update.accepts-genuine",
+    "update.rejects-payload-bitflip",
+    "update.rejects-header-bitflip",
+    "update.rejects-signature-bitflip",
+    "update.rejects-truncate",
+    "update.rejects-unsigned",
+    "update.rejects-wrong-key",
+    "update.rejects-transplant-signature",
+    "update.rejects-bad-magic",
+    "update.rejects-rollback",
+];
+
 /// Secrets of the demo fleet that must never reach an artefact.
 const SECRETS: [&str; 4] = ["Vq7#mZ2p!Lk9", "Rt4%wB8n?Jd2", "3a910c", "3a910d"];
 
@@ -99,6 +112,31 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
         );
     }
 
+    // Updates: over MQTT (plug), the console (cam) and Modbus TCP (hub).
+    for unit in ["sim-plug-1", "sim-plug-2"] {
+        for t in UPDATE_TESTS {
+            assert_eq!(
+                verdict(&results, unit, t),
+                "pass",
+                "{unit} {t}: {}",
+                record(&results, unit, t)["message"]
+            );
+        }
+    }
+    for unit in ["sim-cam-1", "sim-cam-2"] {
+        assert_eq!(verdict(&results, unit, "update.accepts-genuine"), "pass");
+        for t in ["update.rejects-unsigned", "update.rejects-payload-bitflip"] {
+            let r = record(&results, unit, t);
+            assert_eq!(r["verdict"], "fail", "{unit} {t}: {r}");
+            assert!(has_provision(r, "EN 303 645 5.3-9"));
+        }
+    }
+    for unit in ["sim-hub-1", "sim-hub-2"] {
+        assert_eq!(verdict(&results, unit, "update.accepts-genuine"), "pass");
+        assert_eq!(verdict(&results, unit, "update.rejects-rollback"), "fail");
+        assert_eq!(verdict(&results, unit, "update.rejects-unsigned"), "pass");
+    }
+
     // The journal has a complete line per test; evidence exists where a record points to it.
     assert_eq!(journal(&out).len(), tests.len());
     for t in tests {
@@ -124,6 +162,11 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
                 f.display()
             );
         }
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "a private key in {}",
+            f.display()
+        );
     }
 
     check_junit(&out, &results);

@@ -459,7 +459,16 @@ impl Device {
             let mut blobs = Data::new();
             for p in &action.params {
                 if let Some(d) = data.get(p) {
-                    vars.insert(format!("{p}.size"), SecretValue::plain(d.len().to_string()));
+                    let n = d.len();
+                    vars.insert(format!("{p}.size"), SecretValue::plain(n.to_string()));
+                    vars.insert(
+                        format!("{p}.size_hi"),
+                        SecretValue::plain(((n >> 16) & 0xffff).to_string()),
+                    );
+                    vars.insert(
+                        format!("{p}.size_lo"),
+                        SecretValue::plain((n & 0xffff).to_string()),
+                    );
                     blobs.insert(p.clone(), d.clone());
                     continue;
                 }
@@ -476,6 +485,31 @@ impl Device {
                     v
                 };
                 vars.insert(p.clone(), v);
+            }
+            // Subscribe before anything is sent, so an answer that comes fast is not missed.
+            for step in action.steps.iter().flat_map(Step::walk) {
+                if let Step::Await { on, filter, .. } = step {
+                    if let Ok(f) = filter.render(&vars) {
+                        let timeout = self.iface_timeout(on);
+                        let link =
+                            self.link(on, timeout)
+                                .await
+                                .map_err(|source| ActionError::Link {
+                                    action: name.into(),
+                                    step: "(subscribe)".into(),
+                                    source,
+                                })?;
+                        if let Link::Mqtt(m) = link {
+                            m.subscribe(&f.text, timeout).await.map_err(|source| {
+                                ActionError::Link {
+                                    action: name.into(),
+                                    step: "(subscribe)".into(),
+                                    source,
+                                }
+                            })?;
+                        }
+                    }
+                }
             }
             let mut ctx = StepCtx {
                 action: name,

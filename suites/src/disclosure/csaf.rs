@@ -198,7 +198,7 @@ pub fn check_provider_metadata(body: &[u8], requested_url: &str, final_url: &str
     let Some(obj) = doc.as_object() else {
         p.error(
             "not-object",
-            format!("the document is a JSON {}, not an object", kind(&doc)),
+            format!("the document is {}, not a JSON object", kind(&doc)),
         );
         findings.problems = p.finish();
         return findings;
@@ -619,8 +619,13 @@ pub struct SecurityTxtCsaf {
 
 /// Checks the `CSAF` fields of a security.txt (requirement 8). Comments, the OpenPGP
 /// cleartext-signature framing and dash-escaping are understood; the rest of RFC 9116 is the
-/// securitytxt check's job.
+/// securitytxt check's job. Only the first [`MAX_METADATA_BYTES`] are read.
 pub fn check_security_txt_csaf(security_txt: &str) -> SecurityTxtCsaf {
+    let mut end = security_txt.len().min(MAX_METADATA_BYTES);
+    while !security_txt.is_char_boundary(end) {
+        end -= 1;
+    }
+    let security_txt = &security_txt[..end];
     let mut urls = Vec::new();
     let mut in_signature = false;
     for line in security_txt.lines().take(100_000) {
@@ -697,21 +702,22 @@ pub fn check_security_txt_csaf(security_txt: &str) -> SecurityTxtCsaf {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+/// What a JSON value is, with its article: "an array", "a string", "null".
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
 fn wrong_type(p: &mut Problems, at: &str, want: &str, got: &Value) {
     p.error(
         "wrong-type",
-        format!("{at} must be {want}, not a {}", kind(got)),
+        format!("{at} must be {want}, not {}", kind(got)),
     );
 }
 

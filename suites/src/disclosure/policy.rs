@@ -269,14 +269,14 @@ fn contacts(page: &Page, sentences: &[String], final_url: &str) -> Vec<String> {
     for link in &page.links {
         if let Some(u) = url::resolve(final_url, &link.href) {
             if report_form(&u, &link.text, &here) {
-                push(format!("form: {u}"));
+                push(format!("form: {}", shorten(&u)));
             }
         }
     }
     for m in TEXT_URL.find_iter(&page.text) {
         let u = m.as_str().trim_end_matches(['.', ',', ';', ':', '!', '?']);
         if report_form(u, "", &here) {
-            push(format!("form: {u}"));
+            push(format!("form: {}", shorten(u)));
         }
     }
     if out.is_empty() {
@@ -294,9 +294,22 @@ fn contacts(page: &Page, sentences: &[String], final_url: &str) -> Vec<String> {
     out
 }
 
-/// The address, lowercased, unless it is a no-reply address or a file name such as
-/// `logo@2x.png`.
+/// A URL as quoted in a finding: at most [`SNIPPET_CHARS`] characters.
+fn shorten(u: &str) -> String {
+    if u.chars().count() <= SNIPPET_CHARS {
+        return u.to_string();
+    }
+    let mut s: String = u.chars().take(SNIPPET_CHARS).collect();
+    s.push('…');
+    s
+}
+
+/// The address, lowercased, unless it is longer than an address can be (254 characters, RFC
+/// 5321), a no-reply address or a file name such as `logo@2x.png`.
 fn usable_email(address: &str) -> Option<String> {
+    if address.len() > 254 {
+        return None;
+    }
     let e = address.to_ascii_lowercase();
     let (local, domain) = e.split_once('@')?;
     let no_reply = [
@@ -318,6 +331,9 @@ fn usable_email(address: &str) -> Option<String> {
 
 /// Whether an `https` URL (with the text of the link to it, if any) looks like a report form.
 fn report_form(u: &str, link_text: &str, here: &str) -> bool {
+    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
     let Some(parts) = url::split(u) else {
         return false;
     };

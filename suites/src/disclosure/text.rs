@@ -12,7 +12,7 @@
 //! `<?…>` to `>`; the contents of `<script>`, `<style>` and `<template>` are skipped; any other
 //! `<` is text. Each byte is visited a bounded number of times, so the cost is linear in the
 //! input. Block elements break lines, table cells are separated by ` | `, and the text of
-//! headings (`<h1>`–`<h6>`, `<dt>`, `<th>`) ends with a label mark so [`sentences`] can attach
+//! headings (`<h1>`–`<h6>`, `<dt>`) ends with a label mark so [`sentences`] can attach
 //! a heading to the line under it.
 
 use std::borrow::Cow;
@@ -206,7 +206,7 @@ const BLOCK: &[&str] = &[
     "ul",
 ];
 /// Elements whose text ends with a label mark.
-const HEADING: &[&str] = &["h1", "h2", "h3", "h4", "h5", "h6", "dt", "th"];
+const HEADING: &[&str] = &["h1", "h2", "h3", "h4", "h5", "h6", "dt"];
 /// Elements whose content is not text.
 const RAW: &[&str] = &["script", "style", "template"];
 
@@ -310,14 +310,10 @@ fn handle_tag(tag: &Tag, raw: &mut String, page: &mut Page, anchor: &mut Option<
     if HEADING.contains(&name) {
         if tag.closing {
             raw.push(LABEL_MARK);
-            raw.push('\n');
-        } else if name == "th" {
-            raw.push_str(" | ");
-        } else {
-            raw.push('\n');
         }
-    } else if name == "td" {
-        raw.push_str(" | ");
+        raw.push('\n');
+    } else if name == "td" || name == "th" {
+        raw.push_str(if tag.closing { " | " } else { " " });
     } else if BLOCK.contains(&name) {
         raw.push('\n');
     }
@@ -548,7 +544,7 @@ fn normalise(raw: &str) -> String {
     for line in raw.split('\n') {
         let label = line.contains(LABEL_MARK);
         let words: Vec<&str> = line
-            .split(|c: char| c == ' ' || c == LABEL_MARK)
+            .split([' ', LABEL_MARK])
             .filter(|w| !w.is_empty())
             .collect();
         let joined = words.join(" ");
@@ -574,7 +570,7 @@ fn normalise(raw: &str) -> String {
 const MAX_LABEL_CHARS: usize = 100;
 
 /// Splits page text into sentences. A label line (a heading, or a line ending in `:`) is
-/// joined to the line under it first, so "Acknowledgement" over "within 3 business days"
+/// joined to the line under it first, unless that line is a label too, so "Acknowledgement" over "within 3 business days"
 /// reads as one sentence. Lines split at `.`, `!` or `?` followed by a space and a capital
 /// letter, digit or opening quote, except after common abbreviations ("e.g.", "Dec.").
 pub(crate) fn sentences(text: &str) -> Vec<String> {
@@ -584,7 +580,11 @@ pub(crate) fn sentences(text: &str) -> Vec<String> {
     while k < lines.len() {
         let (line, label) = strip_label(lines[k]);
         let is_label = label || line.ends_with(':');
-        match lines.get(k + 1) {
+        // A label over another label (a title over a sub-heading) stands alone.
+        let next = lines
+            .get(k + 1)
+            .filter(|n| !n.ends_with(LABEL_MARK) && !n.ends_with(':'));
+        match next {
             Some(next) if is_label && line.chars().count() <= MAX_LABEL_CHARS => {
                 let (next, _) = strip_label(next);
                 let sep = if line.ends_with(':') { " " } else { ": " };
@@ -704,7 +704,10 @@ mod tests {
             decode_entities("security&#64;example&period;com &amp; &#x41;&bogus; &"),
             "security@example.com & A&bogus; &"
         );
-        assert_eq!(decode_entities("&#0; &#99999999;"), "\u{FFFD} &#99999999;");
+        assert_eq!(
+            decode_entities("&#0; &#99999999; &#xZZ;"),
+            "\u{FFFD} \u{FFFD} &#xZZ;"
+        );
     }
 
     #[test]
