@@ -376,7 +376,7 @@ impl RejectsMutation {
         };
         if control != Verdict::Pass.as_str() {
             return Ok(Outcome::inconclusive(format!(
-                "the positive control (update.accepts-genuine) was {control}: a unit that refuses genuine images refuses everything, so its refusals prove nothing"
+                "the positive control (update.accepts-genuine) was {control}: without a genuine image taking effect, a refusal here proves nothing (a unit that takes no image refuses everything)"
             )));
         }
         let src = match genuine_source(&dev.model) {

@@ -11,14 +11,18 @@
 //!    entities decoded, block elements on their own lines, headings joined to the line under
 //!    them; plain text has its wrapped lines joined. The text is split into sentences.
 //! 2. **Contact.** Any of: an email address in the text (also written `name [at] domain [dot]
-//!    tld`) or in a `mailto:` link, other than no-reply addresses; an `https` URL (a link, or
-//!    written in the text) that looks like a report form: its URL names a report, submission,
-//!    form, intake, ticket or bug bounty, or its link text says "report" or "submit", and the URL
-//!    or link text is about security, vulnerabilities, bugs, PSIRT/CSIRT/CERT, disclosure or
-//!    incidents (or it is on a known bug-bounty platform). Only when neither is found: a sentence
-//!    that says where to report ("report … to", "contact", "email us", "reach us", "get in
-//!    touch", "write to") and mentions vulnerabilities, security, bugs, flaws, weaknesses,
-//!    exploits or PSIRT/CSIRT.
+//!    tld`) or in a `mailto:` link, except no-reply addresses, file names such as
+//!    `logo@2x.png` and strings longer than an address can be (254 characters); an `https` URL
+//!    (a link, resolved against the final URL, or written in the text) that looks like a report
+//!    form: not the page itself and not a document (`.pdf`, `.txt`, `.asc`, images, …), and
+//!    either on a known bug-bounty platform (HackerOne, Bugcrowd, Intigriti, YesWeHack, …) or
+//!    both form-like (its URL names a report, submission, form, intake, ticket or bounty, or
+//!    its link text says "report" or "submit") and on topic (its URL or link text names
+//!    security, vulnerabilities, bugs, PSIRT/CSIRT/CERT, disclosure, bounties or incidents).
+//!    Only when neither is found: a sentence that says where to report ("report … to",
+//!    "contact", "email us", "reach us", "get in touch", "write to") and mentions
+//!    vulnerabilities, security, bugs, flaws, weaknesses, exploits or PSIRT/CSIRT, so a footer's
+//!    "Contact us" does not count.
 //! 3. **Timelines.** In each sentence, every *duration* is found: a number (digits, a range such
 //!    as "2-3", or words such as "five", "forty-eight") with a unit (hours, days, business or
 //!    working or calendar days, weeks, fortnights, months, "48h", "72-hour"); "within/in/every a

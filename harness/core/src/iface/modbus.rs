@@ -150,11 +150,15 @@ impl ModbusLink {
         }
         self.tx(&format!("{what}\n"));
         match tokio::time::timeout(timeout, f(&mut self.ctx)).await {
-            Err(_) => Err(LinkError::Timeout {
-                pattern: what,
-                waited: timeout,
-                tail: String::new(),
-            }),
+            Err(_) => {
+                // A late answer would be taken for the next request's: start afresh.
+                self.closed = Some(format!("no answer to {what} within {timeout:?}"));
+                Err(LinkError::Timeout {
+                    pattern: what,
+                    waited: timeout,
+                    tail: String::new(),
+                })
+            }
             Ok(Err(tokio_modbus::Error::Transport(e))) => {
                 let msg = e.to_string();
                 self.closed = Some(msg.clone());
