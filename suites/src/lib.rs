@@ -10,7 +10,7 @@ use hilsec_core::test::Suite;
 
 /// Every suite, in the order `hilsec run` runs them.
 pub fn all() -> Vec<Suite> {
-    vec![password::suite(), update::suite()]
+    vec![password::suite(), update::suite(), disclosure::suite()]
 }
 
 /// Names of all suites (for `--suite` and error messages).

@@ -113,7 +113,16 @@ fn first_unit_only(src: &Path, dst: &Path) {
         .find("\n[[unit]]")
         .map(|i| first + 9 + i)
         .unwrap_or(text.len());
-    fs::write(dst, &text[..cut]).expect("write board");
+    // Paths relative to boards/sim/ must still reach the repository's fixtures.
+    let fixtures = repo_root()
+        .join("fixtures")
+        .canonicalize()
+        .expect("fixtures");
+    let fixtures = fixtures.display().to_string();
+    let text = text[..cut]
+        .replace("{board.dir}/../../fixtures", &fixtures)
+        .replace("\"../../fixtures", &format!("\"{fixtures}"));
+    fs::write(dst, text).expect("write board");
 }
 
 fn main() {
@@ -135,6 +144,7 @@ fn main() {
     // Warm-up (page cache, first pty allocations), not measured.
     let _ = measure(&["run", "--suite", "password", "--out", out_s]);
     let fleet = measure(&["run", "--suite", "password", "--out", out_s]);
+    let all_suites = measure(&["run", "--out", out_s]);
     assert_eq!(fleet.code, 1, "the fleet run exits 1 (weak models fail)");
     let results: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("results.json")).expect("results"))
@@ -201,6 +211,12 @@ fn main() {
     println!(
         "  harness peak RSS                {:>8.1} MB  (target < 50)",
         fleet.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  all suites (password, update, disclosure): wall {:.0} ms, harness CPU {:.0} ms, peak RSS {:.1} MB",
+        all_suites.wall.as_secs_f64() * 1e3,
+        all_suites.cpu.as_secs_f64() * 1e3,
+        all_suites.peak_rss_kib as f64 / 1024.0
     );
     println!(
         "  `hilsec list`                   {:>8.1} ms median, {:.1} ms worst of 21  (target < 50)",

@@ -104,6 +104,7 @@ fn main() {
         let broker = hilsec_core::broker::start_embedded().expect("embedded broker");
         let env = RunEnv {
             broker: Some(broker.addr),
+            ..Default::default()
         };
         let sample = vec![0x5au8; SIZE];
         let mut raw = Duration::MAX;

@@ -74,6 +74,10 @@ struct RunArgs {
     /// Most units driven at once (default: all of them).
     #[arg(long, value_name = "N", default_value_t = 0)]
     jobs: usize,
+    /// An earlier run's results.json, for tests that compare with it
+    /// (support.period-not-shortened).
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
     /// Use this MQTT broker (host:port) wherever a board says `broker = "embedded"`, instead
     /// of starting the embedded one (e.g. the lab's mosquitto).
     #[arg(long, value_name = "HOST:PORT")]
@@ -105,6 +109,9 @@ fn main() -> ExitCode {
             eprintln!("hilsec image: {e}");
             2
         }),
+        Command::Securitytxt(hilsec_securitytxt::cli::Command::Check(args)) if args.is_url() => {
+            check_security_txt_url(&args)
+        }
         Command::Securitytxt(hilsec_securitytxt::cli::Command::Check(args)) => {
             hilsec_securitytxt::cli::run(&args).unwrap_or_else(|e| {
                 eprintln!("hilsec securitytxt: {e}");
@@ -113,6 +120,87 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(2))
+}
+
+/// `hilsec securitytxt check URL`: fetches like a researcher would (the URL as given; for a
+/// bare origin `/.well-known/security.txt`, then the legacy `/security.txt`), then validates
+/// with what the fetch showed (final URL, Content-Type). Exit 2 when nothing could be fetched.
+fn check_security_txt_url(args: &hilsec_securitytxt::cli::Args) -> i32 {
+    use hilsec_core::iface::http::{HttpClient, HttpOptions};
+    use hilsec_core::transcript::Transcript;
+    let now = match hilsec_securitytxt::cli::parse_now(args.now.as_deref()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("hilsec securitytxt: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hilsec securitytxt: cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    let opts = HttpOptions {
+        ca: args.ca.clone(),
+        timeout: std::time::Duration::from_secs(15),
+        max_body: hilsec_securitytxt::MAX_SIZE + 1,
+        ..Default::default()
+    };
+    let client = match HttpClient::new(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hilsec securitytxt: {e}");
+            return 2;
+        }
+    };
+    let candidates = security_txt_candidates(&args.target);
+    let t = Transcript::new();
+    let mut last_problem = String::new();
+    for url in &candidates {
+        match rt.block_on(client.get(url, None, &t, "http")) {
+            Ok(x) if x.status == 200 => {
+                let ctx = hilsec_securitytxt::Context::new()
+                    .with_url(x.final_url.clone())
+                    .with_now(now);
+                let ctx = match &x.content_type {
+                    Some(ct) => ctx.with_content_type(ct.clone()),
+                    None => ctx.with_content_type(""),
+                };
+                return hilsec_securitytxt::cli::run_check_bytes(
+                    &x.final_url,
+                    &x.body,
+                    &ctx,
+                    args.json,
+                );
+            }
+            Ok(x) => last_problem = format!("{url}: HTTP {}", x.status),
+            Err(e) => last_problem = e.to_string(),
+        }
+    }
+    eprintln!(
+        "hilsec securitytxt: no security.txt could be fetched ({last_problem}); tried {}",
+        candidates.join(", ")
+    );
+    2
+}
+
+/// The URLs to try for a `securitytxt check URL`.
+fn security_txt_candidates(target: &str) -> Vec<String> {
+    let trimmed = target.trim_end_matches('/');
+    let after_scheme = trimmed.split_once("://").map(|(_, r)| r).unwrap_or(trimmed);
+    if after_scheme.contains('/') {
+        vec![target.to_string()]
+    } else {
+        vec![
+            format!("{trimmed}/.well-known/security.txt"),
+            format!("{trimmed}/security.txt"),
+        ]
+    }
 }
 
 /// Board paths to use: the given ones, else the built-in fleet.
@@ -169,6 +257,13 @@ fn cmd_run(args: RunArgs) -> i32 {
         Ok(b) => b,
         Err(code) => return code,
     };
+    let baseline = match args.baseline.as_deref().map(read_baseline).transpose() {
+        Ok(b) => b,
+        Err(msg) => {
+            eprintln!("hilsec run: {msg}");
+            return 2;
+        }
+    };
     let reporters = match open_reporters(&args.out) {
         Ok(r) => r,
         Err(e) => {
@@ -187,19 +282,41 @@ fn cmd_run(args: RunArgs) -> i32 {
             return 3;
         }
     };
-    let env = match start_services(&boards, args.mqtt_broker) {
+    let mut env = match start_services(&boards, args.mqtt_broker) {
         Ok(env) => env,
         Err(e) => {
             eprintln!("hilsec run: {e}");
             return 3;
         }
     };
+    env.baseline = baseline.map(std::sync::Arc::new);
     let cfg = RunConfig {
         jobs: args.jobs,
         test_timeout: args.test_timeout,
         env,
     };
     rt.block_on(run_with_reporters(boards, suites, cfg, reporters))
+}
+
+/// Reads `--baseline`: a results.json of an earlier run.
+fn read_baseline(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--baseline {}: cannot read it: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "--baseline {}:{}:{}: not JSON: {e}; pass the results.json of an earlier run",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    if !v["tests"].is_array() {
+        return Err(format!(
+            "--baseline {}: not a hilsec results.json (no \"tests\" list); pass the results.json of an earlier run",
+            path.display()
+        ));
+    }
+    Ok(v)
 }
 
 /// Starts what the boards need from the harness itself: the embedded MQTT broker when an MQTT

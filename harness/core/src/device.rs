@@ -81,6 +81,8 @@ impl ActionOutcome {
 pub struct RunEnv {
     /// The embedded MQTT broker, when one was started.
     pub broker: Option<std::net::SocketAddr>,
+    /// An earlier run's `results.json` (`--baseline`), for tests that compare with it.
+    pub baseline: Option<Arc<serde_json::Value>>,
 }
 
 /// An open connection of one of the unit's interfaces.
@@ -127,6 +129,8 @@ pub struct Device {
     redactor: Redactor,
     password: Option<SecretValue>,
     memo: BTreeMap<String, String>,
+    env: RunEnv,
+    http: Option<Arc<crate::iface::http::HttpClient>>,
 }
 
 impl Device {
@@ -191,7 +195,57 @@ impl Device {
             redactor,
             password,
             memo: BTreeMap::new(),
+            env: env.clone(),
+            http: None,
         }
+    }
+
+    /// What the run provides (broker, baseline).
+    pub fn env(&self) -> &RunEnv {
+        &self.env
+    }
+
+    /// Renders a template of the board (e.g. a declared URL) with the unit's variables.
+    pub fn render(&self, t: &crate::template::Template) -> Result<String, String> {
+        t.render(&self.globals).map(|r| r.text)
+    }
+
+    /// GET a URL the board declares (manufacturer pages), trusting the declared CAs; the
+    /// exchange goes into the evidence.
+    pub async fn http_get(
+        &mut self,
+        url: &str,
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<crate::iface::http::HttpExchange, crate::iface::http::HttpError> {
+        let client = match &self.http {
+            Some(c) => c.clone(),
+            None => {
+                let mut ca = Vec::new();
+                if let Some(dd) = &self.model.declarations.disclosure {
+                    for t in &dd.ca {
+                        let p = self.render(t).map_err(|detail| {
+                            crate::iface::http::HttpError::Tls {
+                                path: std::path::PathBuf::from("[declarations.disclosure] ca"),
+                                detail,
+                            }
+                        })?;
+                        ca.push(std::path::PathBuf::from(p));
+                    }
+                }
+                let opts = crate::iface::http::HttpOptions {
+                    ca,
+                    timeout: Duration::from_secs(10),
+                    ..Default::default()
+                };
+                let c = Arc::new(crate::iface::http::HttpClient::new(&opts)?);
+                self.http = Some(c.clone());
+                c
+            }
+        };
+        if let Some((_, p)) = basic_auth {
+            self.redactor.add(p);
+        }
+        client.get(url, basic_auth, &self.transcript, "http").await
     }
 
     /// Facts a test leaves for later tests of the same unit (e.g. that the positive control of

@@ -136,6 +136,9 @@ impl Reporter for TerminalReporter {
                 );
                 let line = if r.verdict == Verdict::Pass {
                     line
+                } else if r.verdict == Verdict::NotApplicable {
+                    // Counted in the table; the reason is in the results, not the summary.
+                    format!("{line}  {}", r.message)
                 } else {
                     self.problems.push(format!(
                         "{} {} {}: {}",
@@ -219,7 +222,7 @@ impl Reporter for TerminalReporter {
                     mw = self.model_w
                 );
                 if !self.problems.is_empty() {
-                    let _ = writeln!(o, "\nnot passed:");
+                    let _ = writeln!(o, "\nnot passed (not applicable ones: see results.json):");
                     for p in &self.problems {
                         let _ = writeln!(o, "  {p}");
                     }

@@ -42,6 +42,10 @@ pub struct Args {
     /// Print `{"valid", "errors", "recommendations"}` as JSON instead of a human report.
     #[arg(long)]
     pub json: bool,
+
+    /// For a URL: also trust this CA certificate (PEM), e.g. a lab CA (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub ca: Vec<PathBuf>,
 }
 
 impl Args {

@@ -11,6 +11,7 @@
 
 pub mod csaf;
 pub mod policy;
+pub mod suite;
 pub mod support;
 mod text;
 mod url;
@@ -20,5 +21,6 @@ pub use csaf::{
     Severity,
 };
 pub use policy::{analyse_policy, PolicyFindings, PolicyVerdict};
+pub use suite::suite;
 pub use support::{analyse_support, compare_support_end, PeriodChange, SupportFindings};
 pub use text::MAX_PAGE_BYTES;

@@ -193,7 +193,13 @@ pub fn fleet_copy(dir: &Path, prefix: &str) -> PathBuf {
         .flatten()
     {
         let text = fs::read_to_string(e.path()).expect("board file");
-        let text = text.replace("name = \"sim-", &format!("name = \"{prefix}-"));
+        let fixtures = repo_root().join("fixtures");
+        let fixtures = fixtures.display();
+        let text = text
+            .replace("name = \"sim-", &format!("name = \"{prefix}-"))
+            // Paths relative to boards/sim/ must still reach the repository's fixtures.
+            .replace("{board.dir}/../../fixtures", &fixtures.to_string())
+            .replace("\"../../fixtures", &format!("\"{fixtures}"));
         fs::write(boards.join(e.file_name()), text).expect("write board copy");
     }
     boards

@@ -12,10 +12,10 @@ use serde_spanned::Spanned;
 use super::diag::{BoardError, BoardErrors, Diag};
 use super::model::{InterfaceSection, RawBoardFile, SecretSource, StepSection};
 use super::{
-    Action, Board, Body, ChunkEncoding, Declarations, Emulator, EmulatorKind, Interface,
-    ModbusRtuSpec, ModbusTable, ModbusTcpSpec, ModbusWriteTarget, Model, MqttBroker, MqttSpec,
-    SecretSpec, SerialEndpoint, SerialSpec, Step, TlsFiles, Unit, UpdateDeclarations,
-    DEFAULT_STEP_TIMEOUT,
+    Action, Board, Body, ChunkEncoding, Declarations, DisclosureDeclarations, Emulator,
+    EmulatorKind, Interface, ModbusRtuSpec, ModbusTable, ModbusTcpSpec, ModbusWriteTarget, Model,
+    MqttBroker, MqttSpec, SecretSpec, SerialEndpoint, SerialSpec, Step, TlsFiles, Unit,
+    UpdateDeclarations, DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -387,7 +387,28 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                 payload_size: r.payload_size.unwrap_or(32 * 1024).clamp(64, 16 << 20),
             }
         }),
+        disclosure: None,
     };
+    let mut declarations = declarations;
+    if let Some(dd) = &decl.disclosure {
+        let span = dd.span();
+        let r = dd.get_ref();
+        let t = |d: &mut Diag, v: &Option<String>| {
+            v.as_ref().and_then(|s| parse_template(d, span.clone(), s))
+        };
+        let parsed = DisclosureDeclarations {
+            policy_url: t(d, &r.policy_url),
+            security_txt: t(d, &r.security_txt),
+            support_url: t(d, &r.support_url),
+            csaf_provider: t(d, &r.csaf_provider),
+            ca: r
+                .ca
+                .iter()
+                .filter_map(|c| parse_template(d, span.clone(), c))
+                .collect(),
+        };
+        declarations.disclosure = Some(parsed);
+    }
 
     // Emulator.
     let mut emulator_vars = BTreeSet::new();
@@ -578,6 +599,25 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                 if let Err(msg) = check_global_var(v, &emulator_vars) {
                     let span = raw.interfaces.get(name).map(|i| i.span());
                     d.at(span, msg, None);
+                }
+            }
+        }
+    }
+
+    if let (Some(dd), Some(raw_dd)) = (
+        &declarations.disclosure,
+        raw.declarations
+            .as_ref()
+            .and_then(|x| x.disclosure.as_ref()),
+    ) {
+        for t in dd.templates() {
+            for v in t.vars() {
+                if let Err(msg) = check_global_var(v, &emulator_vars) {
+                    d.at(
+                        Some(raw_dd.span()),
+                        format!("[declarations.disclosure]: {msg}"),
+                        None,
+                    );
                 }
             }
         }
@@ -1349,6 +1389,9 @@ fn build_unit(
     }
     for i in model.interfaces.values() {
         i.templates().into_iter().for_each(&mut collect);
+    }
+    if let Some(dd) = &model.declarations.disclosure {
+        dd.templates().into_iter().for_each(&mut collect);
     }
     for a in model.actions.values() {
         for top in a.steps.iter().chain(a.cleanup.iter()) {

@@ -58,6 +58,33 @@ pub struct Declarations {
     pub throttle_threshold: Duration,
     pub public_identifiers: Vec<String>,
     pub update: Option<UpdateDeclarations>,
+    pub disclosure: Option<DisclosureDeclarations>,
+}
+
+/// `[declarations.disclosure]`, parsed (templates rendered per unit by the device).
+#[derive(Debug, Clone, Default)]
+pub struct DisclosureDeclarations {
+    pub policy_url: Option<Template>,
+    pub security_txt: Option<Template>,
+    pub support_url: Option<Template>,
+    pub csaf_provider: Option<Template>,
+    pub ca: Vec<Template>,
+}
+
+impl DisclosureDeclarations {
+    pub fn templates(&self) -> Vec<&Template> {
+        let mut v: Vec<&Template> = [
+            &self.policy_url,
+            &self.security_txt,
+            &self.support_url,
+            &self.csaf_provider,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        v.extend(self.ca.iter());
+        v
+    }
 }
 
 /// `[declarations.update]`, resolved (paths against the board file).

@@ -61,6 +61,26 @@ pub struct Declarations {
     /// The update suite's inputs (EN 303 645 5.3): how updates reach the unit and what the lab
     /// holds to make a genuine image.
     pub update: Option<Spanned<UpdateDeclarations>>,
+    /// Where the manufacturer publishes its disclosure policy, security.txt, support period
+    /// and CSAF metadata (EN 303 645 5.2-1, 5.3-13; PSTI Sch.1 paras 2-3).
+    pub disclosure: Option<Spanned<DisclosureDeclarations>>,
+}
+
+/// `[declarations.disclosure]`: URLs (templated, so an emulated unit's port can be used).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureDeclarations {
+    /// The vulnerability disclosure policy page.
+    pub policy_url: Option<String>,
+    /// Origin (`https://host`) whose `/.well-known/security.txt` is checked, or its full URL.
+    pub security_txt: Option<String>,
+    /// The page publishing the support period.
+    pub support_url: Option<String>,
+    /// CSAF provider metadata URL (optional provision).
+    pub csaf_provider: Option<String>,
+    /// Extra CA certificates (PEM paths, templated) trusted for these URLs, e.g. a lab CA.
+    #[serde(default)]
+    pub ca: Vec<String>,
 }
 
 /// `[declarations.update]`.
