@@ -14,7 +14,7 @@
 use std::fmt;
 use std::path::Path;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey, EncodeRsaPublicKey};
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
@@ -334,7 +334,17 @@ impl SigningKey {
     pub fn to_pem(&self) -> Result<String, Error> {
         let le = ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF;
         let r = match self {
-            SigningKey::Ed25519(k) => k.to_pkcs8_pem(le),
+            SigningKey::Ed25519(k) => {
+                // PKCS#8 v1 (RFC 8410 section 7), as `imgtool keygen` and OpenSSL write it: the
+                // v2 form with the public key embedded is refused by OpenSSL 3.0.
+                let mut der = vec![
+                    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04,
+                    0x22, 0x04, 0x20,
+                ];
+                der.extend_from_slice(&k.to_bytes());
+                return ed25519_dalek::pkcs8::spki::der::pem::encode_string("PRIVATE KEY", le, &der)
+                    .map_err(|e| Error::Key(format!("cannot encode private key as PEM: {e}")));
+            }
             SigningKey::EcdsaP256(k) => {
                 use p256::pkcs8::EncodePrivateKey as _;
                 k.to_pkcs8_pem(le)
