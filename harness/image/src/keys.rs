@@ -342,8 +342,12 @@ impl SigningKey {
                     0x22, 0x04, 0x20,
                 ];
                 der.extend_from_slice(&k.to_bytes());
-                return ed25519_dalek::pkcs8::spki::der::pem::encode_string("PRIVATE KEY", le, &der)
-                    .map_err(|e| Error::Key(format!("cannot encode private key as PEM: {e}")));
+                return ed25519_dalek::pkcs8::spki::der::pem::encode_string(
+                    "PRIVATE KEY",
+                    le,
+                    &der,
+                )
+                .map_err(|e| Error::Key(format!("cannot encode private key as PEM: {e}")));
             }
             SigningKey::EcdsaP256(k) => {
                 use p256::pkcs8::EncodePrivateKey as _;

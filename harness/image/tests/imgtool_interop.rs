@@ -327,3 +327,42 @@ fn imgtool_refuses_to_verify_with_the_attacker_key() {
     let (ok, text) = imgtool_verify(&key_path, &path);
     assert!(ok, "{text}");
 }
+
+/// Keys written by `hilsec image keygen` are keys imgtool (and so OpenSSL) can use: imgtool signs
+/// with one, hilsec verifies, and imgtool verifies what hilsec signed with it.
+#[test]
+fn hilsec_keygen_keys_work_with_imgtool() {
+    for (kind, key) in [
+        (
+            "ed25519",
+            SigningKey::generate_ed25519().expect("ed25519 key"),
+        ),
+        (
+            "ecdsa-p256",
+            SigningKey::ecdsa_p256_from_bytes([7; 32]).expect("p256 key"),
+        ),
+    ] {
+        let dir = scratch(&format!("hilsec-keygen-{kind}"));
+        let key_path = dir.join("key.pem");
+        key.save(&key_path).expect("save key");
+        let fw = dir.join("fw.bin");
+        std::fs::write(&fw, firmware(3000)).unwrap();
+        let by_imgtool = dir.join("imgtool.img");
+        imgtool_sign(&key_path, "2.0.0", &fw, &by_imgtool, &[]);
+        let bytes = std::fs::read(&by_imgtool).unwrap();
+        assert!(
+            verify(&bytes, &key.public_key(), &VerifyOptions::default()).is_accepted(),
+            "{kind}: hilsec accepts imgtool's image signed with a hilsec key"
+        );
+        let by_hilsec = dir.join("hilsec.img");
+        let signed = sign(
+            &firmware(3000),
+            &key,
+            &SignOptions::new("2.0.0".parse().unwrap()),
+        )
+        .expect("sign");
+        std::fs::write(&by_hilsec, signed).unwrap();
+        let (ok, text) = imgtool_verify(&key_path, &by_hilsec);
+        assert!(ok, "{kind}: imgtool verifies with a hilsec key: {text}");
+    }
+}
