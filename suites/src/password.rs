@@ -65,41 +65,64 @@ fn user_defined(model: &Model) -> bool {
     model.declarations.password_mechanism == Some(PasswordMechanism::UserDefined)
 }
 
+/// The login surfaces of a model: `login` (usually the console) and every action named
+/// `login_<surface>` (e.g. `login_http` for a web UI's basic auth, `login_mqtt` for a broker
+/// on the device), all taking `user` and `password`.
+fn login_surfaces(model: &Model) -> Vec<String> {
+    model
+        .actions
+        .keys()
+        .filter(|a| *a == "login" || a.starts_with("login_"))
+        .cloned()
+        .collect()
+}
+
 /// Logs in; on success logs out again when the board has a `logout` action.
 async fn try_login(
     dev: &mut Device,
     user: &str,
     password: SecretValue,
 ) -> Result<bool, ActionError> {
-    let out = dev
-        .run_action(
-            "login",
-            &[("user", SecretValue::plain(user)), ("password", password)],
-        )
-        .await?;
-    if out.accepted() && dev.has_action("logout") {
-        dev.run_action("logout", &[]).await?;
-    }
-    Ok(out.accepted())
+    try_login_on(dev, "login", user, password).await
 }
 
-/// Elapsed time of one login attempt, and whether it was accepted.
-async fn timed_login(
+/// Logs in through `action`; a console login is followed by `logout` when defined.
+async fn try_login_on(
     dev: &mut Device,
+    action: &str,
+    user: &str,
+    password: SecretValue,
+) -> Result<bool, ActionError> {
+    Ok(timed_login_on(dev, action, user, password).await?.0)
+}
+
+/// Elapsed time of one login attempt through `action`, and whether it was accepted.
+async fn timed_login_on(
+    dev: &mut Device,
+    action: &str,
     user: &str,
     password: SecretValue,
 ) -> Result<(bool, Duration), ActionError> {
     let out = dev
         .run_action(
-            "login",
+            action,
             &[("user", SecretValue::plain(user)), ("password", password)],
         )
         .await?;
     let accepted = out.accepted();
-    if accepted && dev.has_action("logout") {
+    if accepted && action == "login" && dev.has_action("logout") {
         dev.run_action("logout", &[]).await?;
     }
     Ok((accepted, out.elapsed))
+}
+
+/// Elapsed time of one console login attempt, and whether it was accepted.
+async fn timed_login(
+    dev: &mut Device,
+    user: &str,
+    password: SecretValue,
+) -> Result<(bool, Duration), ActionError> {
+    timed_login_on(dev, "login", user, password).await
 }
 
 /// A wrong password no device ships with.
@@ -156,58 +179,86 @@ impl UniversalDefaultRejected {
         }
         let user = dev.model.declarations.login_user.clone();
         let own = dev.unit_password().await?;
-        // Positive control first: if the login recipe cannot log in at all, refusals mean nothing.
-        let control = match &own {
-            Some(p) => Some(try_login(dev, &user, p.clone()).await?),
-            None => None,
-        };
-        if control == Some(false) {
-            return Ok(Outcome::inconclusive(
-                "the unit's own declared password was refused, so the refusal of default credentials proves nothing (check the board's password and login recipe)",
-            ));
-        }
         let threshold = dev.model.declarations.throttle_threshold;
+        let surfaces = login_surfaces(&dev.model);
         let mut accepted = Vec::new();
-        let mut since_reset = 0usize;
-        for (u, p) in list {
-            let (ok, elapsed) = timed_login(dev, u, SecretValue::plain(p.clone())).await?;
-            if ok {
-                dev.note(format!(
-                    "ACCEPTED universal default credential {u}/{}",
-                    shown(p)
-                ));
-                accepted.push(format!("{u}/{}", shown(p)));
-                since_reset = 0;
-                continue;
+        let mut controls = Vec::new();
+        let mut refused_control = Vec::new();
+        for surface in &surfaces {
+            // Positive control first: if the recipe cannot log in at all, refusals mean nothing.
+            let control = match &own {
+                Some(p) => Some(try_login_on(dev, surface, &user, p.clone()).await?),
+                None => None,
+            };
+            match control {
+                Some(false) => {
+                    refused_control.push(surface.clone());
+                    continue;
+                }
+                Some(true) => controls.push(surface.clone()),
+                None => {}
             }
-            since_reset += 1;
-            // Devices that throttle after a few failures are reset by a good login, as a user
-            // would; this keeps a compliant device from turning this test into minutes.
-            if let (Some(own), true) = (&own, since_reset >= 3 || elapsed >= threshold) {
-                dev.note("logging in with the unit's own password to reset its failure counter");
-                try_login(dev, &user, own.clone()).await?;
-                since_reset = 0;
+            let mut since_reset = 0usize;
+            for (u, p) in list {
+                let (ok, elapsed) =
+                    timed_login_on(dev, surface, u, SecretValue::plain(p.clone())).await?;
+                if ok {
+                    dev.note(format!(
+                        "ACCEPTED universal default credential {u}/{} via {surface}",
+                        shown(p)
+                    ));
+                    accepted.push(if surfaces.len() > 1 {
+                        format!("{u}/{} ({surface})", shown(p))
+                    } else {
+                        format!("{u}/{}", shown(p))
+                    });
+                    since_reset = 0;
+                    continue;
+                }
+                since_reset += 1;
+                // Devices that throttle after a few failures are reset by a good login, as a
+                // user would; this keeps a compliant device from turning this test into minutes.
+                if let (Some(own), true) = (&own, since_reset >= 3 || elapsed >= threshold) {
+                    dev.note(
+                        "logging in with the unit's own password to reset its failure counter",
+                    );
+                    try_login_on(dev, surface, &user, own.clone()).await?;
+                    since_reset = 0;
+                }
             }
         }
-        let control_note = match control {
-            Some(true) => "the unit's own password was accepted (positive control)",
-            _ => "no unit password is declared, so there was no positive control",
+        let on = if surfaces.len() > 1 {
+            format!(
+                " on {} login surfaces ({})",
+                surfaces.len(),
+                surfaces.join(", ")
+            )
+        } else {
+            String::new()
         };
-        Ok(if !accepted.is_empty() {
-            Outcome::fail(format!(
-                "{} of {} universal default credentials authenticated after factory reset: {}",
+        if !accepted.is_empty() {
+            return Ok(Outcome::fail(format!(
+                "{} universal default credential{} of {} authenticated after factory reset{on}: {}",
                 accepted.len(),
+                if accepted.len() == 1 { "" } else { "s" },
                 list.len(),
                 accepted.join(", ")
-            ))
-        } else if control == Some(true) {
+            )));
+        }
+        if !refused_control.is_empty() {
+            return Ok(Outcome::inconclusive(format!(
+                "the unit's own declared password was refused via {}, so the refusal of default credentials there proves nothing (check the board's password and login recipe)",
+                refused_control.join(", ")
+            )));
+        }
+        Ok(if !controls.is_empty() {
             Outcome::pass(format!(
-                "all {} universal default credentials were refused; {control_note}",
+                "all {} universal default credentials were refused{on}; the unit's own password was accepted on each (positive control)",
                 list.len()
             ))
         } else {
             Outcome::inconclusive(format!(
-                "all {} universal default credentials were refused, but {control_note}: declare the unit's password to make the result conclusive",
+                "all {} universal default credentials were refused{on}, but no unit password is declared, so there was no positive control: declare the unit's password to make the result conclusive",
                 list.len()
             ))
         })

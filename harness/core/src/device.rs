@@ -90,6 +90,7 @@ enum Link {
     Console(Console),
     Mqtt(MqttLink),
     Modbus(ModbusLink),
+    Http(Arc<crate::iface::http::HttpClient>),
 }
 
 impl Link {
@@ -98,6 +99,7 @@ impl Link {
             Link::Console(c) => c.is_closed(),
             Link::Mqtt(m) => m.is_closed(),
             Link::Modbus(m) => m.is_closed(),
+            Link::Http(_) => false,
         }
     }
 
@@ -112,6 +114,7 @@ impl Link {
                 m.flush();
             }
             Link::Modbus(m) => m.set_transcript(t.clone()),
+            Link::Http(_) => {}
         }
     }
 }
@@ -451,6 +454,24 @@ impl Device {
                         credentials,
                     };
                     Link::Mqtt(MqttLink::connect(iface, &params, timeout, t).await?)
+                }
+                Interface::Http(h) => {
+                    let mut ca = Vec::new();
+                    if let Some(c) = &h.ca {
+                        ca.push(std::path::PathBuf::from(render(c)?));
+                    }
+                    let opts = crate::iface::http::HttpOptions {
+                        ca,
+                        timeout,
+                        ..Default::default()
+                    };
+                    let c = crate::iface::http::HttpClient::new(&opts).map_err(|e| {
+                        LinkError::Open {
+                            endpoint: iface.to_string(),
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    Link::Http(Arc::new(c))
                 }
                 Interface::ModbusTcp(m) => {
                     let addr = render(&m.address)?;
@@ -922,6 +943,81 @@ impl Device {
                             .await
                             .map_err(link_err)?
                     }
+                }
+            }
+            Step::HttpGet {
+                on,
+                url,
+                auth,
+                pattern,
+                reject,
+            } => {
+                let url = url.render(&ctx.vars).map_err(tmpl_err)?.text;
+                let creds = match auth {
+                    Some((u, p)) => {
+                        let u = u.render(&ctx.vars).map_err(tmpl_err)?.text;
+                        let p = p.render(&ctx.vars).map_err(tmpl_err)?;
+                        for s in &p.secrets {
+                            self.redactor.add(s);
+                        }
+                        Some((u, p.text))
+                    }
+                    None => None,
+                };
+                let timeout = self.iface_timeout(on);
+                let Link::Http(client) = self.link(on, timeout).await.map_err(link_err)? else {
+                    return Err(tmpl_err(format!("interface {on:?} is not HTTP")));
+                };
+                let client = client.clone();
+                let x = client
+                    .get(
+                        &url,
+                        creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+                        &self.transcript,
+                        on,
+                    )
+                    .await
+                    .map_err(|e| {
+                        link_err(match e {
+                            crate::iface::http::HttpError::Timeout { url, waited } => {
+                                LinkError::Timeout {
+                                    pattern: format!("an answer from {url}"),
+                                    waited,
+                                    tail: String::new(),
+                                }
+                            }
+                            other => LinkError::Closed(other.to_string()),
+                        })
+                    })?;
+                let mut text = format!("HTTP {}\n", x.status).into_bytes();
+                text.extend_from_slice(&x.body);
+                if let Some(r) = reject {
+                    if r.is_match(&text) {
+                        out.rejected = Some(format!("HTTP {}", x.status));
+                        return Ok(());
+                    }
+                }
+                match pattern.captures(&text) {
+                    Some(c) => {
+                        let caps = pattern
+                            .capture_names()
+                            .flatten()
+                            .filter_map(|n| {
+                                c.name(n).map(|m| {
+                                    (
+                                        n.to_string(),
+                                        String::from_utf8_lossy(m.as_bytes()).into_owned(),
+                                    )
+                                })
+                            })
+                            .collect();
+                        ctx.capture(caps, out);
+                    }
+                    None => return Err(link_err(LinkError::Protocol(format!(
+                        "{url} answered HTTP {}, which matches neither /{}/ nor the reject pattern",
+                        x.status,
+                        pattern.as_str()
+                    )))),
                 }
             }
             Step::ModbusIdentify {

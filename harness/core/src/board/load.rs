@@ -13,9 +13,9 @@ use super::diag::{BoardError, BoardErrors, Diag};
 use super::model::{InterfaceSection, RawBoardFile, SecretSource, StepSection};
 use super::{
     Action, Board, Body, ChunkEncoding, Declarations, DisclosureDeclarations, Emulator,
-    EmulatorKind, Interface, ModbusRtuSpec, ModbusTable, ModbusTcpSpec, ModbusWriteTarget, Model,
-    MqttBroker, MqttSpec, SecretSpec, SerialEndpoint, SerialSpec, Step, TlsFiles, Unit,
-    UpdateDeclarations, DEFAULT_STEP_TIMEOUT,
+    EmulatorKind, HttpSpec, Interface, ModbusRtuSpec, ModbusTable, ModbusTcpSpec,
+    ModbusWriteTarget, Model, MqttBroker, MqttSpec, SecretSpec, SerialEndpoint, SerialSpec, Step,
+    TlsFiles, Unit, UpdateDeclarations, DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -558,6 +558,10 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                     interfaces.insert(name.clone(), Interface::Mqtt(spec));
                 }
             }
+            "http" => {
+                let ca = i.ca.as_ref().and_then(|c| parse_template(d, span.clone(), c));
+                interfaces.insert(name.clone(), Interface::Http(HttpSpec { ca, timeout }));
+            }
             "modbus-tcp" => match &i.address {
                 Some(a) => {
                     if let Some(address) = parse_template(d, span.clone(), a) {
@@ -588,7 +592,7 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
             other => d.at(
                 Some(i.kind.span()),
                 format!("unknown interface kind {other:?} for interface {name:?}"),
-                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\""),
+                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\""),
             ),
         }
     }
@@ -735,12 +739,13 @@ const VERBS: &[&str] = &[
     "write_registers",
     "write_coil",
     "identify",
+    "get",
 ];
 
 fn verbs_of(s: &StepSection) -> Vec<&'static str> {
     let present = [
         s.send.is_some(),
-        s.expect.is_some() && s.await_topic.is_none() && !is_modbus_read(s),
+        s.expect.is_some() && s.await_topic.is_none() && !is_modbus_read(s) && s.get.is_none(),
         s.wait.is_some(),
         s.call.is_some(),
         s.chunks.is_some(),
@@ -754,6 +759,7 @@ fn verbs_of(s: &StepSection) -> Vec<&'static str> {
         s.write_registers.is_some(),
         s.write_coil.is_some(),
         s.identify.is_some(),
+        s.get.is_some(),
     ];
     VERBS
         .iter()
@@ -837,6 +843,7 @@ fn build_step(
         let want: &[&str] = match verb {
             "send" | "expect" => &["serial"],
             "publish" | "await" => &["mqtt"],
+            "get" => &["http"],
             _ => &["modbus-tcp", "modbus-rtu"],
         };
         if let Some(i) = interfaces.get(&on) {
@@ -1140,6 +1147,34 @@ fn build_step(
                 timeout,
             })
         }
+        "get" => {
+            let url = template(d, s.get.as_deref().unwrap_or(""), known)?;
+            let auth = match (&s.user, &s.password) {
+                (Some(u), Some(p)) => Some((template(d, u, known)?, template(d, p, known)?)),
+                (None, None) => None,
+                _ => {
+                    d.at(
+                        Some(span.clone()),
+                        "basic auth needs both `user` and `password`",
+                        None,
+                    );
+                    return None;
+                }
+            };
+            let pattern = match &s.expect {
+                Some(p) => compile_bytes_regex(d, p, "expect")?,
+                None => regex::bytes::Regex::new("").ok()?,
+            };
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            known.extend(pattern.capture_names().flatten().map(str::to_string));
+            Some(Step::HttpGet {
+                on,
+                url,
+                auth,
+                pattern,
+                reject,
+            })
+        }
         "identify" => {
             let level = s.identify.as_ref()?;
             let regular = match level.get_ref().as_str() {
@@ -1210,7 +1245,7 @@ fn check_interface_keys(
             ("username", i.username.is_some()),
             ("password", i.password.is_some()),
             ("protocol", i.protocol.is_some()),
-            ("ca", i.ca.is_some()),
+            ("ca", i.ca.is_some() && kind != "http"),
             ("cert", i.cert.is_some()),
             ("key", i.key.is_some()),
         ] {

@@ -120,6 +120,15 @@ pub enum Interface {
     Mqtt(MqttSpec),
     ModbusTcp(ModbusTcpSpec),
     ModbusRtu(ModbusRtuSpec),
+    Http(HttpSpec),
+}
+
+/// An HTTP(S) surface of the unit (web UI, REST API).
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    /// Extra CA certificate (PEM path, templated), e.g. the lab's or the emulator's.
+    pub ca: Option<Template>,
+    pub timeout: Duration,
 }
 
 impl Interface {
@@ -129,6 +138,7 @@ impl Interface {
             Interface::Mqtt(m) => m.timeout,
             Interface::ModbusTcp(m) => m.timeout,
             Interface::ModbusRtu(m) => m.timeout,
+            Interface::Http(h) => h.timeout,
         }
     }
 
@@ -139,6 +149,7 @@ impl Interface {
             Interface::Mqtt(_) => "mqtt",
             Interface::ModbusTcp(_) => "modbus-tcp",
             Interface::ModbusRtu(_) => "modbus-rtu",
+            Interface::Http(_) => "http",
         }
     }
 
@@ -158,6 +169,7 @@ impl Interface {
             }
             Interface::ModbusTcp(m) => vec![&m.address],
             Interface::ModbusRtu(m) => vec![m.endpoint.template()],
+            Interface::Http(h) => h.ca.iter().collect(),
         }
     }
 }
@@ -298,6 +310,13 @@ pub enum Step {
         capture: Option<String>,
         timeout: Duration,
     },
+    HttpGet {
+        on: String,
+        url: Template,
+        auth: Option<(Template, Template)>,
+        pattern: Regex,
+        reject: Option<Regex>,
+    },
 }
 
 impl Step {
@@ -331,6 +350,14 @@ impl Step {
                 v
             }
             Step::Await { filter, .. } => vec![filter],
+            Step::HttpGet { url, auth, .. } => {
+                let mut v = vec![url];
+                if let Some((u, p)) = auth {
+                    v.push(u);
+                    v.push(p);
+                }
+                v
+            }
             Step::ModbusWrite {
                 values: Body::Text(ts),
                 ..

@@ -243,6 +243,13 @@ pub struct StepSection {
     pub identify: Option<Spanned<String>>,
     /// Name under which a read's values are captured (also `NAME.0`, `NAME.1`, ...).
     pub capture: Option<String>,
+
+    /// HTTP: GET this URL (templated) on an `http` interface; `expect`/`reject` are matched
+    /// against `HTTP <status>` followed by a newline and the body.
+    pub get: Option<String>,
+    /// HTTP basic auth user and password (templated) for `get`.
+    pub user: Option<String>,
+    pub password: Option<String>,
 }
 
 /// One unit: identity and secrets.
