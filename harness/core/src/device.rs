@@ -1013,11 +1013,13 @@ impl Device {
                             .collect();
                         ctx.capture(caps, out);
                     }
-                    None => return Err(link_err(LinkError::Protocol(format!(
+                    None => {
+                        return Err(link_err(LinkError::Protocol(format!(
                         "{url} answered HTTP {}, which matches neither /{}/ nor the reject pattern",
                         x.status,
                         pattern.as_str()
-                    )))),
+                    ))))
+                    }
                 }
             }
             Step::ModbusIdentify {
