@@ -364,3 +364,37 @@ fn misbehaving_servers_get_clear_verdicts() {
         assert!(m.to_lowercase().contains("certificate"), "{t}: {m}");
     }
 }
+
+#[test]
+fn model_designation_over_modbus_rtu_on_a_pseudo_terminal() {
+    require_simdev();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let run = hilsec(
+        &[
+            "run",
+            "--suite",
+            "disclosure",
+            "--board",
+            "fixtures/boards/modbus-rtu.toml",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        tmp.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let r = results(&out);
+    let t = record(&r, "rtu-hub-1", "identity.model-designation");
+    assert_eq!(t["verdict"], "pass", "{t}");
+    assert!(
+        t["message"].as_str().unwrap_or("").contains("model_name"),
+        "{t}"
+    );
+    let ev = fs::read_to_string(out.join("evidence/rtu-hub-1/identity.model-designation.log"))
+        .expect("evidence");
+    assert!(
+        ev.contains("Modbus RTU") && ev.contains("read Input 0 x3"),
+        "{ev}"
+    );
+}

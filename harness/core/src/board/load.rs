@@ -547,12 +547,21 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                 };
                 let v5 = match i.protocol {
                     None | Some(3) | Some(4) => false,
-                    Some(5) => true,
+                    Some(5) => {
+                        // Parsed so the key is known, but the link speaks 3.1.1 only: refuse
+                        // rather than silently talk another protocol version.
+                        d.at(Some(span.clone()), "MQTT 5 is not supported yet by hilsec's MQTT interface", Some("use protocol = 3 (MQTT 3.1.1); most brokers and devices accept it"));
+                        true
+                    }
                     Some(other) => {
                         d.at(Some(span.clone()), format!("mqtt protocol {other} is not supported"), Some("use 3 (MQTT 3.1.1) or 5"));
                         false
                     }
                 };
+                if tls.is_some() {
+                    // Never fall back to plaintext when a board asks for TLS.
+                    d.at(Some(span.clone()), format!("mqtt interface {name:?}: MQTT over TLS is not supported yet"), Some("remove ca/cert/key to connect without TLS, or expose the broker on a plaintext loopback listener for the bench"));
+                }
                 if let Some(broker) = broker {
                     let spec = MqttSpec { broker, client_id, username, password, v5, tls, timeout };
                     interfaces.insert(name.clone(), Interface::Mqtt(spec));
