@@ -144,12 +144,13 @@ fn main() {
     // Warm-up (page cache, first pty allocations), not measured.
     let _ = measure(&["run", "--suite", "password", "--out", out_s]);
     let fleet = measure(&["run", "--suite", "password", "--out", out_s]);
-    let all_suites = measure(&["run", "--out", out_s]);
+
     assert_eq!(fleet.code, 1, "the fleet run exits 1 (weak models fail)");
     let results: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("results.json")).expect("results"))
             .expect("results.json");
     let tests = results["tests"].as_array().map(|a| a.len()).unwrap_or(0);
+    let all_suites = measure(&["run", "--out", out_s]);
 
     let mut solo = Vec::new();
     for e in fs::read_dir(repo_root().join("boards/sim"))
