@@ -158,7 +158,7 @@ fn check_security_txt_url(args: &hilsec_securitytxt::cli::Args) -> i32 {
             return 2;
         }
     };
-    let candidates = security_txt_candidates(&args.target);
+    let candidates = hilsec_securitytxt::candidate_urls(&args.target);
     let t = Transcript::new();
     let mut last_problem = String::new();
     for url in &candidates {
@@ -187,20 +187,6 @@ fn check_security_txt_url(args: &hilsec_securitytxt::cli::Args) -> i32 {
         candidates.join(", ")
     );
     2
-}
-
-/// The URLs to try for a `securitytxt check URL`.
-fn security_txt_candidates(target: &str) -> Vec<String> {
-    let trimmed = target.trim_end_matches('/');
-    let after_scheme = trimmed.split_once("://").map(|(_, r)| r).unwrap_or(trimmed);
-    if after_scheme.contains('/') {
-        vec![target.to_string()]
-    } else {
-        vec![
-            format!("{trimmed}/.well-known/security.txt"),
-            format!("{trimmed}/security.txt"),
-        ]
-    }
 }
 
 /// Board paths to use: the given ones, else the built-in fleet.

@@ -80,11 +80,8 @@ fn plug_board(dir: &std::path::Path, name: &str, extra: &[&str]) -> std::path::P
         .find("\n[[unit]]")
         .map(|i| first + 9 + i)
         .unwrap_or(text.len());
-    let fixtures = repo_root().join("fixtures").display().to_string();
     let extra: String = extra.iter().map(|a| format!("\"{a}\", ")).collect();
-    let text = text[..second]
-        .replace("{board.dir}/../../fixtures", &fixtures)
-        .replace("\"../../fixtures", &format!("\"{fixtures}"))
+    let text = rebase_fixture_paths(&text[..second])
         .replace("\"--https\",", &format!("\"--https\", {extra}"));
     let path = dir.join(name);
     fs::write(&path, text).expect("write board");

@@ -112,6 +112,22 @@ fn recommend(fields: &Fields, signed: bool, out: &mut report::Collector) {
     }
 }
 
+/// The URLs to fetch for a `security.txt` at `target`: the URL itself if it names a path,
+/// else for a bare origin `/.well-known/security.txt` and then the legacy top-level
+/// `/security.txt` (a file found only there is reported with code `location`).
+pub fn candidate_urls(target: &str) -> Vec<String> {
+    let trimmed = target.trim_end_matches('/');
+    let rest = trimmed.split_once("://").map(|(_, r)| r).unwrap_or(trimmed);
+    if rest.contains('/') {
+        vec![target.to_string()]
+    } else {
+        vec![
+            format!("{trimmed}/.well-known/security.txt"),
+            format!("{trimmed}/security.txt"),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,21 +166,6 @@ impl Test for PolicyPublished {
 
 struct SecurityTxt;
 
-/// The URLs to try: as declared if it names a path, else the well-known path, then the legacy
-/// top-level one (which, if it is the only one, is itself an error: code `location`).
-fn security_txt_urls(declared: &str) -> Vec<String> {
-    let trimmed = declared.trim_end_matches('/');
-    let rest = trimmed.split_once("://").map(|(_, r)| r).unwrap_or(trimmed);
-    if rest.contains('/') {
-        vec![declared.to_string()]
-    } else {
-        vec![
-            format!("{trimmed}/.well-known/security.txt"),
-            format!("{trimmed}/security.txt"),
-        ]
-    }
-}
-
 #[async_trait]
 impl Test for SecurityTxt {
     fn info(&self) -> &TestInfo {
@@ -199,7 +184,7 @@ impl Test for SecurityTxt {
             Err(e) => return Outcome::error(format!("cannot build the declared URL: {e}")),
         };
         let mut tried = Vec::new();
-        for url in security_txt_urls(&base) {
+        for url in hilsec_securitytxt::candidate_urls(&base) {
             let x = match dev.http_get(&url, None).await {
                 Ok(x) => x,
                 Err(e) => return Outcome::error(format!("no answer from {url}: {e}")),

@@ -193,16 +193,19 @@ pub fn fleet_copy(dir: &Path, prefix: &str) -> PathBuf {
         .flatten()
     {
         let text = fs::read_to_string(e.path()).expect("board file");
-        let fixtures = repo_root().join("fixtures");
-        let fixtures = fixtures.display();
-        let text = text
-            .replace("name = \"sim-", &format!("name = \"{prefix}-"))
-            // Paths relative to boards/sim/ must still reach the repository's fixtures.
-            .replace("{board.dir}/../../fixtures", &fixtures.to_string())
-            .replace("\"../../fixtures", &format!("\"{fixtures}"));
+        let text =
+            rebase_fixture_paths(&text.replace("name = \"sim-", &format!("name = \"{prefix}-")));
         fs::write(boards.join(e.file_name()), text).expect("write board copy");
     }
     boards
+}
+
+/// A board file of `boards/sim/` rewritten to live elsewhere: its paths relative to
+/// `boards/sim/` become absolute paths of the repository's fixtures.
+pub fn rebase_fixture_paths(text: &str) -> String {
+    let fixtures = repo_root().join("fixtures").display().to_string();
+    text.replace("{board.dir}/../../fixtures", &fixtures)
+        .replace("\"../../fixtures", &format!("\"{fixtures}"))
 }
 
 /// Waits until `journal.jsonl` in `out` holds at least `n` lines (or `limit` passes).

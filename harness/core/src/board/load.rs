@@ -487,18 +487,7 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
         check_interface_keys(d, name, i, span.clone());
         match i.kind.get_ref().as_str() {
             "serial" => {
-                let endpoint = match (&i.path, &i.tcp) {
-                    (Some(p), None) => parse_template(d, span.clone(), p).map(SerialEndpoint::Tty),
-                    (None, Some(t)) => parse_template(d, span.clone(), t).map(SerialEndpoint::Tcp),
-                    _ => {
-                        d.at(
-                            Some(span.clone()),
-                            format!("serial interface {name:?} needs exactly one of `path` (a tty) or `tcp` (host:port)"),
-                            None,
-                        );
-                        None
-                    }
-                };
+                let endpoint = serial_endpoint(d, i, span.clone(), &format!("serial interface {name:?}"));
                 if let Some(ep) = endpoint {
                     interfaces.insert(
                         name.clone(),
@@ -583,14 +572,7 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                 None => d.at(Some(span.clone()), format!("modbus-tcp interface {name:?} needs `address` (host:port)"), None),
             },
             "modbus-rtu" => {
-                let endpoint = match (&i.path, &i.tcp) {
-                    (Some(p), None) => parse_template(d, span.clone(), p).map(SerialEndpoint::Tty),
-                    (None, Some(t)) => parse_template(d, span.clone(), t).map(SerialEndpoint::Tcp),
-                    _ => {
-                        d.at(Some(span.clone()), format!("modbus-rtu interface {name:?} needs exactly one of `path` (a tty) or `tcp` (host:port, RTU over TCP)"), None);
-                        None
-                    }
-                };
+                let endpoint = serial_endpoint(d, i, span.clone(), &format!("modbus-rtu interface {name:?} (RTU over TCP with `tcp`)"));
                 if let Some(endpoint) = endpoint {
                     interfaces.insert(
                         name.clone(),
@@ -664,36 +646,24 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
             }
         }
         let mut known: BTreeSet<String> = a.params.iter().cloned().collect();
-        let mut steps = Vec::new();
-        for step in &a.steps {
-            if let Some(s) = build_step(
-                d,
-                raw,
-                name,
-                step,
-                action_on.as_deref(),
-                &interfaces,
-                &mut known,
-                &emulator_vars,
-            ) {
-                steps.push(s);
-            }
-        }
-        let mut cleanup = Vec::new();
-        for step in &a.cleanup {
-            if let Some(s) = build_step(
-                d,
-                raw,
-                name,
-                step,
-                action_on.as_deref(),
-                &interfaces,
-                &mut known,
-                &emulator_vars,
-            ) {
-                cleanup.push(s);
-            }
-        }
+        let mut build = |list: &[Spanned<StepSection>], known: &mut BTreeSet<String>| {
+            list.iter()
+                .filter_map(|step| {
+                    build_step(
+                        d,
+                        raw,
+                        name,
+                        step,
+                        action_on.as_deref(),
+                        &interfaces,
+                        known,
+                        &emulator_vars,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let steps = build(&a.steps, &mut known);
+        let cleanup = build(&a.cleanup, &mut known);
         actions.insert(
             name.clone(),
             Action {
@@ -1225,6 +1195,27 @@ pub const IDENTIFY_FIELDS: &[&str] = &[
     "product_name",
     "model_name",
 ];
+
+/// A tty `path` or a raw-TCP `tcp` endpoint: exactly one of them.
+fn serial_endpoint(
+    d: &mut Diag,
+    i: &InterfaceSection,
+    span: std::ops::Range<usize>,
+    what: &str,
+) -> Option<SerialEndpoint> {
+    match (&i.path, &i.tcp) {
+        (Some(p), None) => parse_template(d, span, p).map(SerialEndpoint::Tty),
+        (None, Some(t)) => parse_template(d, span, t).map(SerialEndpoint::Tcp),
+        _ => {
+            d.at(
+                Some(span),
+                format!("{what} needs exactly one of `path` (a tty) or `tcp` (host:port)"),
+                None,
+            );
+            None
+        }
+    }
+}
 
 /// Keys that only mean something for some interface kinds.
 fn check_interface_keys(

@@ -31,6 +31,18 @@ pub const OBJECT_NAMES: [&str; 6] = [
     "model_name",
 ];
 
+/// A TCP connection within `timeout`, failures as [`LinkError::Open`].
+async fn connect_stream(addr: &str, timeout: Duration) -> Result<tokio::net::TcpStream, LinkError> {
+    let open = |detail: String| LinkError::Open {
+        endpoint: addr.to_string(),
+        detail,
+    };
+    tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| open(format!("no connection within {timeout:?}")))?
+        .map_err(|e| open(e.to_string()))
+}
+
 impl ModbusLink {
     pub async fn connect_tcp(
         name: &str,
@@ -39,14 +51,7 @@ impl ModbusLink {
         timeout: Duration,
         transcript: Transcript,
     ) -> Result<ModbusLink, LinkError> {
-        let open = |detail: String| LinkError::Open {
-            endpoint: addr.to_string(),
-            detail,
-        };
-        let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| open(format!("no connection within {timeout:?}")))?
-            .map_err(|e| open(e.to_string()))?;
+        let stream = connect_stream(addr, timeout).await?;
         let _ = stream.set_nodelay(true);
         transcript.note(format!(
             "{name}: connected to Modbus TCP {addr}, unit {unit_id}"
@@ -67,14 +72,7 @@ impl ModbusLink {
         timeout: Duration,
         transcript: Transcript,
     ) -> Result<ModbusLink, LinkError> {
-        let open = |detail: String| LinkError::Open {
-            endpoint: addr.to_string(),
-            detail,
-        };
-        let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| open(format!("no connection within {timeout:?}")))?
-            .map_err(|e| open(e.to_string()))?;
+        let stream = connect_stream(addr, timeout).await?;
         transcript.note(format!(
             "{name}: connected to Modbus RTU over TCP {addr}, unit {unit_id}"
         ));
