@@ -270,6 +270,7 @@ async fn positive_control(dev: &mut Device) -> Result<Outcome, ActionError> {
         Ok(s) => s,
         Err(e) => return Ok(Outcome::error(e)),
     };
+    note_key(dev, &src);
     let before = match running_version(dev).await? {
         Ok(v) => v,
         Err(e) => return Ok(Outcome::inconclusive(e)),
@@ -300,6 +301,28 @@ async fn positive_control(dev: &mut Device) -> Result<Outcome, ActionError> {
         Ok(Outcome::inconclusive(format!(
             "the unit acknowledged the genuine image {v} but still runs {after}: the positive control did not take effect"
         )))
+    }
+}
+
+/// Says which genuine source the images come from: the lab key by the SHA-256 of its public
+/// key (MCUboot's key hash), never the key itself; or the manufacturer's image by its version.
+fn note_key(dev: &mut Device, src: &Genuine) {
+    match src {
+        Genuine::Key(k) => {
+            let hash: String = k
+                .public_key()
+                .key_hash()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            dev.note(format!(
+                "genuine images are signed with the lab's test key ({}, public key SHA-256 {hash})",
+                k.kind().name()
+            ));
+        }
+        Genuine::Image(_, v) => dev.note(format!(
+            "genuine image: the manufacturer's image of version {v} declared by the board"
+        )),
     }
 }
 
@@ -461,14 +484,27 @@ impl RejectsMutation {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Ok(Outcome::inconclusive(e)),
             Err(e) if e.is_device_silence() => {
-                return Ok(Outcome::fail(format!(
-                    "the unit no longer answers after the {} image: {e}",
+                // Silence earns no verdict: a unit bricked by the image cannot be told apart
+                // from one frozen or unplugged at that moment. Say what was seen.
+                return Ok(Outcome::error(format!(
+                    "the unit answered before the push (it reported version {before}) and has not answered since the {} image: it may have been bricked by the image, which would itself be a finding to confirm by hand, or it froze or lost power; no verdict from silence ({e})",
                     self.kind
-                )))
+                )));
             }
             Err(e) => return Err(e),
         };
         let changed = !after.cmp_without_build(&before).is_eq();
+        if changed {
+            dev.confirm_finding(format!(
+                "the unit installed the {} image: it ran {before} and now runs {after}",
+                self.kind
+            ));
+        } else if matches!(answer, Some(None)) {
+            dev.confirm_finding(format!(
+                "the unit acknowledged the {} image as accepted",
+                self.kind
+            ));
+        }
         Ok(match (answer, changed) {
             (_, true) => Outcome::fail(format!(
                 "the unit installed the {} image: it ran {before} and now runs {after}",

@@ -2,14 +2,15 @@
 //! files, wires the runner's event stream to the reporters, and maps results to exit codes.
 //!
 //! Exit codes: 0 no fail and no error; 1 at least one `fail`; 2 usage or board-file error
-//! (nothing run); 3 at least one `error` (or an interrupted run) and no `fail`.
+//! (nothing run); 3 at least one `error` and no `fail`; 130 interrupted (Ctrl-C, SIGTERM),
+//! whatever the verdicts so far.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hilsec_core::board::{load_boards, Board, Interface, LoadMode, MqttBroker};
+use hilsec_core::board::{load_boards, Board, BoardError, Interface, LoadMode, MqttBroker};
 use hilsec_core::device::RunEnv;
 use hilsec_core::runner::{self, RunConfig};
 use hilsec_core::test::{Scope, Suite};
@@ -39,14 +40,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run conformance suites on the units described by board files.
+    #[command(after_help = RUN_EXIT_STATUS)]
     Run(RunArgs),
     /// List tests, their provisions and whether each applies to each board's model.
-    List {
-        /// Board file or folder of board files (repeatable; default boards/sim if present).
-        #[arg(long = "board", value_name = "PATH")]
-        boards: Vec<PathBuf>,
-    },
-    /// Validate board files without running anything; errors name file:line:col.
+    List(ListArgs),
+    /// Validate board files without running anything; errors name file:line:col. Warns about
+    /// what `run` would still refuse (unset `env` secrets).
     CheckBoard {
         /// Board files or folders of them.
         #[arg(required = true, value_name = "PATH")]
@@ -60,6 +59,27 @@ enum Command {
     Securitytxt(hilsec_securitytxt::cli::Command),
 }
 
+const RUN_EXIT_STATUS: &str = "Exit status: 0 no fail and no error; 1 at least one fail; \
+2 usage or board-file error (nothing run); 3 at least one error and no fail; 130 interrupted \
+(Ctrl-C or SIGTERM; finished tests are still written).";
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Board file or folder of board files (repeatable; default boards/sim if present).
+    #[arg(long = "board", value_name = "PATH")]
+    boards: Vec<PathBuf>,
+    /// List only this suite (repeatable; default all).
+    #[arg(long = "suite", value_name = "NAME")]
+    suites: Vec<String>,
+    /// List only tests whose id matches this glob, e.g. 'support.*' (repeatable).
+    #[arg(long = "test", value_name = "GLOB")]
+    tests: Vec<String>,
+    /// An earlier run's results.json, as `run --baseline` takes it: applicability is shown as
+    /// a run with it decides (support.period-not-shortened needs one).
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+}
+
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Board file or folder of board files (repeatable; default boards/sim).
@@ -68,6 +88,11 @@ struct RunArgs {
     /// Run only this suite (repeatable; default all).
     #[arg(long = "suite", value_name = "NAME")]
     suites: Vec<String>,
+    /// Run only tests whose id matches this glob, e.g. 'support.*' or
+    /// 'password.universal-default-rejected' (repeatable; with --suite: tests of those suites
+    /// that match).
+    #[arg(long = "test", value_name = "GLOB")]
+    tests: Vec<String>,
     /// Folder for junit.xml, results.json, journal.jsonl and evidence/.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
     out: PathBuf,
@@ -103,7 +128,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => cmd_run(args),
-        Command::List { boards } => cmd_list(boards),
+        Command::List(args) => cmd_list(args),
         Command::CheckBoard { paths } => cmd_check_board(&paths),
         Command::Image(cmd) => hilsec_image::cli::run(&cmd).unwrap_or_else(|e| {
             eprintln!("hilsec image: {e}");
@@ -198,8 +223,10 @@ fn board_paths(given: Vec<PathBuf>) -> Vec<PathBuf> {
     }
 }
 
+/// The one board loader of `run`, `list` and `check-board`: loads the files and forms models
+/// the same way for all three (see [`by_model`]). Problems are printed; `Err` is the exit code.
 fn load(paths: &[PathBuf], mode: LoadMode) -> Result<Vec<Board>, i32> {
-    load_boards(paths, mode).map_err(|errs| {
+    load_boards(paths, mode).map(by_model).map_err(|errs| {
         eprintln!("{errs}");
         let n = errs.0.len();
         eprintln!(
@@ -210,13 +237,39 @@ fn load(paths: &[PathBuf], mode: LoadMode) -> Result<Vec<Board>, i32> {
     })
 }
 
-fn select_suites(names: &[String]) -> Result<Vec<Suite>, String> {
-    let all = hilsec_suites::all();
-    if names.is_empty() {
-        return Ok(all);
+/// One board per model: the units of every file that defines or extends the same model file
+/// are merged, in the order read. So a folder of a model file (a template without units) and
+/// unit files that `extends` it is one model with all their units, whatever the file names'
+/// order, and per-model tests judge all those units together.
+fn by_model(boards: Vec<Board>) -> Vec<Board> {
+    let mut merged: Vec<(PathBuf, Board)> = Vec::new();
+    for b in boards {
+        let key = b
+            .model
+            .source
+            .canonicalize()
+            .unwrap_or_else(|_| b.model.source.clone());
+        match merged
+            .iter_mut()
+            .find(|(k, m)| *k == key || std::sync::Arc::ptr_eq(&m.model, &b.model))
+        {
+            Some((_, m)) => m.units.extend(b.units),
+            None => merged.push((key, b)),
+        }
     }
+    merged.into_iter().map(|(_, b)| b).collect()
+}
+
+/// The suites and tests to run: `--suite` names (default all), then, with `--test` globs, only
+/// the tests whose id matches one of them. Suites left without tests are dropped. A name or
+/// glob that selects nothing is an error (a typo must not silently run nothing).
+fn select(suite_names: &[String], test_globs: &[String]) -> Result<Vec<Suite>, String> {
+    let all = hilsec_suites::all();
     let mut chosen = Vec::new();
-    for n in names {
+    if suite_names.is_empty() {
+        chosen = all.clone();
+    }
+    for n in suite_names {
         match all.iter().find(|s| s.name == n) {
             Some(s) => chosen.push(s.clone()),
             None => {
@@ -227,12 +280,61 @@ fn select_suites(names: &[String]) -> Result<Vec<Suite>, String> {
             }
         }
     }
+    if test_globs.is_empty() {
+        return Ok(chosen);
+    }
+    let mut matchers = Vec::new();
+    for g in test_globs {
+        let m = globset::Glob::new(g)
+            .map_err(|e| format!("--test {g:?} is not a valid glob: {e}"))?
+            .compile_matcher();
+        matchers.push((g, m));
+    }
+    for (g, m) in &matchers {
+        if !chosen
+            .iter()
+            .any(|s| s.tests.iter().any(|t| m.is_match(t.info().id)))
+        {
+            let within = if suite_names.is_empty() {
+                String::new()
+            } else {
+                format!(" of suite {}", suite_names.join(", "))
+            };
+            return Err(format!(
+                "--test {g:?} matches no test{within}; known test ids: {}",
+                brief_ids(&all)
+            ));
+        }
+    }
+    for s in &mut chosen {
+        s.tests
+            .retain(|t| matchers.iter().any(|(_, m)| m.is_match(t.info().id)));
+    }
+    chosen.retain(|s| !s.tests.is_empty());
     Ok(chosen)
+}
+
+/// Every test id, grouped by the part before the dot: `password.{a, b}, support.{c, d}`.
+fn brief_ids(suites: &[Suite]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for t in suites.iter().flat_map(|s| s.tests.iter()) {
+        let id = t.info().id;
+        let (head, tail) = id.split_once('.').unwrap_or((id, ""));
+        match groups.iter_mut().find(|(h, _)| *h == head) {
+            Some((_, tails)) => tails.push(tail),
+            None => groups.push((head, vec![tail])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(h, tails)| format!("{h}.{{{}}}", tails.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn cmd_run(args: RunArgs) -> i32 {
     let paths = board_paths(args.boards);
-    let suites = match select_suites(&args.suites) {
+    let suites = match select(&args.suites, &args.tests) {
         Ok(s) => s,
         Err(msg) => {
             eprintln!("hilsec run: {msg}");
@@ -405,28 +507,80 @@ async fn run_with_reporters(
     }
 }
 
+/// `check-board`: validates every file (model files alone too) without needing secrets, forms
+/// models with the same loader as `run`, and warns about what `run` would still refuse.
 fn cmd_check_board(paths: &[PathBuf]) -> i32 {
-    match load(paths, LoadMode::Check) {
-        Ok(boards) => {
-            let units: usize = boards.iter().map(|b| b.units.len()).sum();
-            let mut models: Vec<&str> = boards.iter().map(|b| b.model.name.as_str()).collect();
-            models.dedup();
-            println!(
-                "ok: {} model{} ({}), {units} unit{}",
-                models.len(),
-                if models.len() == 1 { "" } else { "s" },
-                models.join(", "),
-                if units == 1 { "" } else { "s" }
-            );
-            0
-        }
-        Err(code) => code,
+    let boards = match load(paths, LoadMode::Check) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    // The files are valid; loading them as `run` does shows what a run would still refuse:
+    // `env` secrets unset on this machine, a model file given alone.
+    let refusals = match load_boards(paths, LoadMode::Run) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.0,
+    };
+    for e in &refusals {
+        eprintln!("{}", run_refusal_warning(e));
     }
+    let units: usize = boards.iter().map(|b| b.units.len()).sum();
+    let models: Vec<&str> = boards.iter().map(|b| b.model.name.as_str()).collect();
+    let warnings = match refusals.len() {
+        0 => String::new(),
+        1 => "; 1 warning".to_string(),
+        n => format!("; {n} warnings"),
+    };
+    println!(
+        "ok: {} model{} ({}), {units} unit{}{warnings}",
+        models.len(),
+        if models.len() == 1 { "" } else { "s" },
+        models.join(", "),
+        if units == 1 { "" } else { "s" }
+    );
+    0
 }
 
-fn cmd_list(given: Vec<PathBuf>) -> i32 {
-    let explicit = !given.is_empty();
-    let paths = board_paths(given);
+/// A problem `run` would refuse a valid board for, worded as a `check-board` warning.
+fn run_refusal_warning(e: &BoardError) -> String {
+    let place = if e.line > 0 {
+        format!("{}:{}:{}", e.path.display(), e.line, e.col)
+    } else {
+        e.path.display().to_string()
+    };
+    let consequence = if e.message.ends_with(" is not set") {
+        "run will refuse this board until it is"
+    } else {
+        "run will refuse this board as given"
+    };
+    let mut w = format!("warning: {place}: {}; {consequence}", e.message);
+    if let Some(help) = &e.help {
+        w.push_str("\n  help: ");
+        w.push_str(help);
+    }
+    w
+}
+
+fn cmd_list(args: ListArgs) -> i32 {
+    let suites = match select(&args.suites, &args.tests) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("hilsec list: {msg}");
+            return 2;
+        }
+    };
+    // Applicability as a run with the same --baseline decides it.
+    let env = match args.baseline.as_deref().map(read_baseline).transpose() {
+        Ok(baseline) => RunEnv {
+            baseline: baseline.map(std::sync::Arc::new),
+            ..RunEnv::default()
+        },
+        Err(msg) => {
+            eprintln!("hilsec list: {msg}");
+            return 2;
+        }
+    };
+    let explicit = !args.boards.is_empty();
+    let paths = board_paths(args.boards);
     let boards = if explicit || paths.iter().all(|p| p.exists()) {
         match load(&paths, LoadMode::Run) {
             Ok(b) => b,
@@ -435,7 +589,7 @@ fn cmd_list(given: Vec<PathBuf>) -> i32 {
     } else {
         Vec::new()
     };
-    match list(&boards) {
+    match list(&suites, &boards, &env) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hilsec list: {e:#}");
@@ -444,10 +598,10 @@ fn cmd_list(given: Vec<PathBuf>) -> i32 {
     }
 }
 
-fn list(boards: &[Board]) -> anyhow::Result<()> {
+fn list(suites: &[Suite], boards: &[Board], env: &RunEnv) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    for suite in hilsec_suites::all() {
+    for suite in suites {
         writeln!(out, "{} — {}", suite.name, suite.description)?;
         for t in &suite.tests {
             let info = t.info();
@@ -459,17 +613,30 @@ fn list(boards: &[Board]) -> anyhow::Result<()> {
             writeln!(out, "      {}", info.title)?;
             writeln!(out, "      provisions: {}", info.provisions.join("; "))?;
             for b in boards {
-                let units: Vec<&str> = b.units.iter().map(|u| u.name.as_str()).collect();
-                let status = match t.not_applicable(&b.model) {
-                    None => "applies".to_string(),
-                    Some(reason) => format!("not applicable: {reason}"),
-                };
-                writeln!(
-                    out,
-                    "      {} [{}]: {status}",
-                    b.model.name,
-                    units.join(", ")
-                )?;
+                // Units with the same answer share a line, in the order of the board files.
+                let mut lines: Vec<(String, Vec<&str>)> = Vec::new();
+                for u in &b.units {
+                    let reason = match info.scope {
+                        Scope::Unit => t.not_applicable_in(&b.model, u, env),
+                        Scope::Model => t.not_applicable(&b.model),
+                    };
+                    let status = match reason {
+                        None => "applies".to_string(),
+                        Some(reason) => format!("not applicable: {reason}"),
+                    };
+                    match lines.iter_mut().find(|(s, _)| *s == status) {
+                        Some((_, units)) => units.push(&u.name),
+                        None => lines.push((status, vec![&u.name])),
+                    }
+                }
+                for (status, units) in lines {
+                    writeln!(
+                        out,
+                        "      {} [{}]: {status}",
+                        b.model.name,
+                        units.join(", ")
+                    )?;
+                }
             }
         }
     }

@@ -72,124 +72,222 @@ fn fleet_disclosure_verdicts() {
     );
 }
 
-/// Copies the SimPlug board with one unit and extra emulator arguments.
-fn plug_board(dir: &std::path::Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
-    let text = fs::read_to_string(repo_root().join("boards/sim/simplug-s1.toml")).expect("board");
+/// Copies a board of boards/sim/ with its first unit only, extra emulator arguments and
+/// text replacements.
+fn one_unit_board(
+    dir: &std::path::Path,
+    source: &str,
+    name: &str,
+    extra: &[&str],
+    edits: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let text = fs::read_to_string(repo_root().join("boards/sim").join(source)).expect("board");
     let first = text.find("\n[[unit]]").expect("unit");
     let second = text[first + 9..]
         .find("\n[[unit]]")
         .map(|i| first + 9 + i)
         .unwrap_or(text.len());
     let extra: String = extra.iter().map(|a| format!("\"{a}\", ")).collect();
-    let text = rebase_fixture_paths(&text[..second])
+    let mut text = rebase_fixture_paths(&text[..second])
         .replace("\"--https\",", &format!("\"--https\", {extra}"));
+    for (from, to) in edits {
+        assert!(text.contains(from), "{source} has no {from:?}");
+        text = text.replace(from, to);
+    }
     let path = dir.join(name);
     fs::write(&path, text).expect("write board");
     path
 }
 
+/// Copies the SimPlug board with one unit and extra emulator arguments.
+fn plug_board(dir: &std::path::Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    one_unit_board(dir, "simplug-s1.toml", name, extra, &[])
+}
+
+/// `hilsec run --suite disclosure --board BOARD [--baseline FILE] --out OUT`.
+fn run_disclosure(
+    dir: &std::path::Path,
+    board: &std::path::Path,
+    baseline: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> Finished {
+    let mut args = vec![
+        "run",
+        "--suite",
+        "disclosure",
+        "--board",
+        board.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    if let Some(b) = baseline {
+        args.extend(["--baseline", b.to_str().expect("utf-8")]);
+    }
+    hilsec(&args, dir, Duration::from_secs(180))
+}
+
+fn message<'a>(r: &'a serde_json::Value, unit: &str, test: &str) -> &'a str {
+    record(r, unit, test)["message"].as_str().unwrap_or("")
+}
+
+/// support.period-not-shortened against baselines written by real runs: shortened → fail,
+/// the same end date → pass, the end date withdrawn → fail, and a baseline in the old
+/// results.json format (no structured data) → inconclusive, saying why.
 #[test]
-fn a_shortened_support_period_fails_against_the_baseline() {
+fn the_support_period_is_compared_with_the_baseline_end_date() {
     require_simdev();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let before = plug_board(tmp.path(), "before.toml", &["--support-end", "2031-06-30"]);
-    let after = plug_board(tmp.path(), "after.toml", &[]);
-    let out1 = tmp.path().join("run1");
-    let out2 = tmp.path().join("run2");
-    let run1 = hilsec(
-        &[
-            "run",
-            "--suite",
-            "disclosure",
-            "--board",
-            before.to_str().expect("utf-8"),
-            "--out",
-            out1.to_str().expect("utf-8"),
-        ],
-        tmp.path(),
-        Duration::from_secs(120),
+    let dir = tmp.path();
+    let before = plug_board(dir, "before.toml", &["--support-end", "2031-06-30"]);
+    let after = plug_board(dir, "after.toml", &[]);
+    // The manufacturer replaces the support page by one that states no end date.
+    let withdrawn = one_unit_board(
+        dir,
+        "simplug-s1.toml",
+        "withdrawn.toml",
+        &[],
+        &[(
+            "support_url = \"https://localhost:{emulator.https_port}/support\"",
+            "support_url = \"https://localhost:{emulator.https_port}/security/disclosure-policy\"",
+        )],
     );
+    const UNIT: &str = "sim-plug-1";
+    const NOT_SHORTENED: &str = "support.period-not-shortened";
+
+    let out1 = dir.join("run1");
+    let run1 = run_disclosure(dir, &before, None, &out1);
     assert_eq!(run1.code(), 0, "{}", run1.stderr);
     let r1 = results(&out1);
-    assert!(
-        record(&r1, "sim-plug-1", "support.period-published")["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("2031-06-30")
+    let published = record(&r1, UNIT, "support.period-published");
+    assert_eq!(published["verdict"], "pass", "{published}");
+    assert_eq!(
+        published["data"],
+        serde_json::json!({"support_end": "2031-06-30"}),
+        "{published}"
     );
-    let baseline = out1.join("results.json");
-    let run2 = hilsec(
-        &[
-            "run",
-            "--suite",
-            "disclosure",
-            "--board",
-            after.to_str().expect("utf-8"),
-            "--baseline",
-            baseline.to_str().expect("utf-8"),
-            "--out",
-            out2.to_str().expect("utf-8"),
-        ],
-        tmp.path(),
-        Duration::from_secs(120),
-    );
+    assert_eq!(r1["run"]["schema"], 2);
+    assert_eq!(verdict(&r1, UNIT, NOT_SHORTENED), "not_applicable");
+
+    // Shortened: 2031-06-30 → 2030-12-31.
+    let out2 = dir.join("run2");
+    let run2 = run_disclosure(dir, &after, Some(&out1.join("results.json")), &out2);
     assert_eq!(run2.code(), 1, "{}", run2.stderr);
     let r2 = results(&out2);
-    let t = record(&r2, "sim-plug-1", "support.period-not-shortened");
+    let t = record(&r2, UNIT, NOT_SHORTENED);
     assert_eq!(t["verdict"], "fail", "{t}");
-    assert!(
-        t["message"].as_str().unwrap_or("").contains("2030-12-31"),
-        "{t}"
+    let m = message(&r2, UNIT, NOT_SHORTENED);
+    assert!(m.contains("2031-06-30") && m.contains("2030-12-31"), "{m}");
+    assert_eq!(
+        t["data"],
+        serde_json::json!({"support_end": "2030-12-31", "baseline_support_end": "2031-06-30"})
     );
 
-    // The same period again is not shortened.
-    let out3 = tmp.path().join("run3");
-    let run3 = hilsec(
-        &[
-            "run",
-            "--suite",
-            "disclosure",
-            "--board",
-            after.to_str().expect("utf-8"),
-            "--baseline",
-            out2.join("results.json").to_str().expect("utf-8"),
-            "--out",
-            out3.to_str().expect("utf-8"),
-        ],
-        tmp.path(),
-        Duration::from_secs(120),
-    );
+    // The same end date again: not shortened.
+    let out3 = dir.join("run3");
+    let run3 = run_disclosure(dir, &after, Some(&out2.join("results.json")), &out3);
     assert_eq!(run3.code(), 0, "{}", run3.stderr);
+    let r3 = results(&out3);
     assert_eq!(
-        verdict(
-            &results(&out3),
-            "sim-plug-1",
-            "support.period-not-shortened"
-        ),
-        "pass"
+        verdict(&r3, UNIT, NOT_SHORTENED),
+        "pass",
+        "{}",
+        message(&r3, UNIT, NOT_SHORTENED)
+    );
+
+    // Withdrawn: the page no longer states an end date.
+    let out4 = dir.join("run4");
+    let run4 = run_disclosure(dir, &withdrawn, Some(&out3.join("results.json")), &out4);
+    assert_eq!(run4.code(), 1, "{}", run4.stderr);
+    let r4 = results(&out4);
+    assert_eq!(verdict(&r4, UNIT, "support.period-published"), "fail");
+    assert_eq!(
+        record(&r4, UNIT, "support.period-published")["data"],
+        serde_json::json!({"support_end": null})
+    );
+    let t = record(&r4, UNIT, NOT_SHORTENED);
+    assert_eq!(t["verdict"], "fail", "{t}");
+    let m = message(&r4, UNIT, NOT_SHORTENED);
+    assert!(m.contains("2030-12-31") && m.contains("withdrawn"), "{m}");
+
+    // A baseline in the old format: run1's file as earlier versions wrote it (no schema, no
+    // data). Its message still says "ends on 2031-06-30", but text is not read as data.
+    let mut old = results(&out1);
+    old["run"].as_object_mut().expect("run").remove("schema");
+    for t in old["tests"].as_array_mut().expect("tests") {
+        t.as_object_mut().expect("record").remove("data");
+    }
+    old.as_object_mut().expect("file").remove("model_findings");
+    let old_file = dir.join("old-results.json");
+    fs::write(&old_file, serde_json::to_string_pretty(&old).expect("json")).expect("write");
+    let out5 = dir.join("run5");
+    let run5 = run_disclosure(dir, &after, Some(&old_file), &out5);
+    assert_eq!(run5.code(), 0, "{}", run5.stderr);
+    let r5 = results(&out5);
+    let t = record(&r5, UNIT, NOT_SHORTENED);
+    assert_eq!(t["verdict"], "inconclusive", "{t}");
+    let m = message(&r5, UNIT, NOT_SHORTENED);
+    assert!(
+        m.contains("old results.json format") && m.contains("Re-run the baseline"),
+        "{m}"
+    );
+}
+
+/// A baseline run that found no end date gives nothing to compare with: not a pass.
+#[test]
+fn a_baseline_without_an_end_date_is_not_a_comparison() {
+    require_simdev();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let hub = one_unit_board(dir, "simhub-h2.toml", "hub.toml", &[], &[]);
+    let out1 = dir.join("run1");
+    let run1 = run_disclosure(dir, &hub, None, &out1);
+    assert_eq!(run1.code(), 1, "{}", run1.stderr);
+    let r1 = results(&out1);
+    assert_eq!(
+        record(&r1, "sim-hub-1", "support.period-published")["data"],
+        serde_json::json!({"support_end": null})
+    );
+    let out2 = dir.join("run2");
+    let run2 = run_disclosure(dir, &hub, Some(&out1.join("results.json")), &out2);
+    assert_eq!(run2.code(), 1, "{}", run2.stderr);
+    let r2 = results(&out2);
+    let t = record(&r2, "sim-hub-1", "support.period-not-shortened");
+    assert_eq!(t["verdict"], "not_applicable", "{t}");
+    assert!(
+        message(&r2, "sim-hub-1", "support.period-not-shortened").contains("found no end date"),
+        "{t}"
     );
 }
 
 #[test]
 fn a_bad_baseline_is_a_usage_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let bad = tmp.path().join("bad.json");
-    fs::write(&bad, "{\"run\": {}, \"tests\": ").expect("write");
-    let out = tmp.path().join("out");
-    let run = hilsec(
-        &[
-            "run",
-            "--baseline",
-            bad.to_str().expect("utf-8"),
-            "--out",
-            out.to_str().expect("utf-8"),
-        ],
-        tmp.path(),
-        Duration::from_secs(30),
-    );
-    assert_eq!(run.code(), 2, "{}", run.stderr);
-    assert!(run.stderr.contains("bad.json:1:"), "{}", run.stderr);
-    assert!(!out.join("journal.jsonl").exists());
+    for (text, want) in [
+        ("{\"run\": {}, \"tests\": ", "bad.json:1:"),
+        (
+            "{\"tests\": []}",
+            "bad.json:1:13: not a hilsec results.json: missing field `run`",
+        ),
+        ("[1, 2]", "not a hilsec results.json"),
+    ] {
+        let bad = tmp.path().join("bad.json");
+        fs::write(&bad, text).expect("write");
+        let out = tmp.path().join("out");
+        let run = hilsec(
+            &[
+                "run",
+                "--baseline",
+                bad.to_str().expect("utf-8"),
+                "--out",
+                out.to_str().expect("utf-8"),
+            ],
+            tmp.path(),
+            Duration::from_secs(30),
+        );
+        assert_eq!(run.code(), 2, "{text}: {}", run.stderr);
+        assert!(run.stderr.contains(want), "{text}: {}", run.stderr);
+        assert!(!out.join("journal.jsonl").exists());
+    }
 }
 
 /// Starts one simulated unit with HTTPS; returns (child, https port, CA path).

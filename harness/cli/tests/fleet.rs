@@ -71,6 +71,14 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
 
     let results = results(&out);
     let tests = results["tests"].as_array().expect("tests");
+    // The simulated units are healthy processes: any `error` is a harness or recipe bug that
+    // an exit code of 1 (a fail somewhere) would otherwise hide.
+    let errors: Vec<String> = tests
+        .iter()
+        .filter(|t| t["verdict"] == "error")
+        .map(|t| format!("{} {}: {}", t["board"], t["test"], t["message"]))
+        .collect();
+    assert!(errors.is_empty(), "errors on the healthy fleet:\n{}", errors.join("\n"));
     let password = tests.iter().filter(|t| t["suite"] == "password").count();
     assert_eq!(
         password,

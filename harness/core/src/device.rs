@@ -14,7 +14,7 @@ use crate::board::{
 };
 use crate::iface::modbus::ModbusLink;
 use crate::iface::mqtt::{split_address, MqttLink, MqttParams};
-use crate::iface::serial::{Console, LinkError};
+use crate::iface::serial::{Console, LinkError, Matched, Outcomes};
 use crate::secret::{Redactor, SecretValue};
 use crate::template::Vars;
 use crate::transcript::Transcript;
@@ -67,6 +67,14 @@ pub struct ActionOutcome {
     pub rejected: Option<String>,
     /// Named captures of all `expect` steps.
     pub captures: BTreeMap<String, String>,
+    /// `Some(text)` when an `accept` pattern matched (`text` is what it matched, trimmed, e.g.
+    /// the shell prompt `#`; for `get`, `HTTP <status>`; for an MQTT `await`, the payload; for
+    /// a Modbus read, the values): the device was already where the action's remaining steps would
+    /// have brought it (a login that gave a shell right after the user name, so no password
+    /// was asked), and those steps were skipped. The action counts as accepted. Set also when
+    /// the `accept` matched in an action this one called (whose remaining steps were skipped;
+    /// the caller's went on). `None` when the action ran all its steps or was refused.
+    pub shortcut: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -75,6 +83,9 @@ impl ActionOutcome {
         self.rejected.is_none()
     }
 }
+
+/// How long a fetch of a declared URL may take when the board declares no http interface.
+pub const DISCLOSURE_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a run provides to every unit besides its board file.
 #[derive(Debug, Clone, Default)]
@@ -103,15 +114,17 @@ impl Link {
         }
     }
 
+    /// Switches the link to the test's transcript, recording what was left over from before
+    /// the test there (marked as such) and dropping it from what the test will match.
     fn begin(&mut self, t: &Transcript) {
         match self {
             Link::Console(c) => {
                 c.set_transcript(t.clone());
-                c.flush();
+                c.drain_before_test();
             }
             Link::Mqtt(m) => {
                 m.set_transcript(t.clone());
-                m.flush();
+                m.drain_before_test();
             }
             Link::Modbus(m) => m.set_transcript(t.clone()),
             Link::Http(_) => {}
@@ -134,6 +147,12 @@ pub struct Device {
     memo: BTreeMap<String, String>,
     env: RunEnv,
     http: Option<Arc<crate::iface::http::HttpClient>>,
+    /// Device failures confirmed by the running test (see [`Device::confirm_finding`]).
+    findings: Vec<String>,
+    /// How the last exchange with the device ended (see [`crate::test::settle`]).
+    liveness: crate::test::Liveness,
+    /// Why a link of the unit could not be opened, once that happened: the unit is unreachable.
+    unreachable: Option<String>,
 }
 
 impl Device {
@@ -200,6 +219,9 @@ impl Device {
             memo: BTreeMap::new(),
             env: env.clone(),
             http: None,
+            findings: Vec::new(),
+            liveness: crate::test::Liveness::NoExchange,
+            unreachable: None,
         }
     }
 
@@ -235,9 +257,19 @@ impl Device {
                         ca.push(std::path::PathBuf::from(p));
                     }
                 }
+                // The board's http interface says how long its web servers may take.
+                let timeout = self
+                    .model
+                    .interfaces
+                    .values()
+                    .find_map(|i| match i {
+                        Interface::Http(h) => Some(h.timeout),
+                        _ => None,
+                    })
+                    .unwrap_or(DISCLOSURE_HTTP_TIMEOUT);
                 let opts = crate::iface::http::HttpOptions {
                     ca,
-                    timeout: Duration::from_secs(10),
+                    timeout,
                     ..Default::default()
                 };
                 let c = Arc::new(crate::iface::http::HttpClient::new(&opts)?);
@@ -277,8 +309,63 @@ impl Device {
         self.redactor.add_public(value);
     }
 
-    /// Starts a fresh transcript (one per test) and drops stale input.
+    /// Records a device failure the test has just seen in a usable answer (e.g. a default
+    /// credential accepted). It stands even if the test later errors or runs out of time: the
+    /// runner turns such an end into `fail` with the finding (see [`crate::test::settle`]).
+    pub fn confirm_finding(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.transcript.note(format!("finding: {text}"));
+        self.findings.push(text);
+    }
+
+    /// The findings confirmed in the current test, and how its last exchange ended: what the
+    /// runner settles the verdict with. Resets both for the next test.
+    pub fn take_end_state(&mut self) -> crate::test::EndState {
+        crate::test::EndState {
+            findings: std::mem::take(&mut self.findings),
+            liveness: std::mem::take(&mut self.liveness),
+            exited: None,
+        }
+    }
+
+    /// How the last exchange with the device ended.
+    pub fn liveness(&self) -> &crate::test::Liveness {
+        &self.liveness
+    }
+
+    /// `Some(cause)` once a link of the unit could not be opened at all: its remaining tests
+    /// cannot reach it.
+    pub fn unreachable(&self) -> Option<&str> {
+        self.unreachable.as_deref()
+    }
+
+    fn observe(&mut self, r: &Result<ActionOutcome, ActionError>) {
+        use crate::test::Liveness;
+        match r {
+            Ok(_) => self.liveness = Liveness::Answered,
+            Err(ActionError::Link { source, .. }) => match source {
+                LinkError::Timeout { .. } => self.liveness = Liveness::Silent(source.to_string()),
+                LinkError::Closed(_) | LinkError::Write(_) => {
+                    self.liveness = Liveness::Closed(source.to_string())
+                }
+                LinkError::Open { .. } => {
+                    self.liveness = Liveness::Closed(source.to_string());
+                    if self.unreachable.is_none() {
+                        self.unreachable = Some(source.to_string());
+                    }
+                }
+                LinkError::Protocol(_) => self.liveness = Liveness::Answered,
+            },
+            Err(_) => {}
+        }
+    }
+
+    /// Starts a fresh transcript (one per test). What the open links received since their last
+    /// read (a late prompt, the rest of a flood) is recorded in it as *before test* (bounded)
+    /// and dropped from the match buffers, so the test's first `expect` sees only new bytes.
     pub fn begin_test(&mut self) -> Transcript {
+        self.findings.clear();
+        self.liveness = crate::test::Liveness::NoExchange;
         self.transcript = Transcript::new();
         for l in self.links.values_mut() {
             l.begin(&self.transcript);
@@ -344,7 +431,7 @@ impl Device {
             "action {name}({})",
             args.iter()
                 .map(|(k, v)| if v.is_secret() {
-                    format!("{k}=«secret»")
+                    format!("{k}={}", crate::secret::REDACTED)
                 } else {
                     format!("{k}={:?}", v.expose())
                 })
@@ -355,15 +442,23 @@ impl Device {
             self.transcript
                 .note(format!("action {name}: data {k} = {} bytes", v.len()));
         }
-        self.run_inner(name, args, data.clone(), &mut out, 0)
-            .await?;
+        let r = self
+            .run_inner(name, args, data.clone(), &mut out, 0)
+            .await
+            .map(|()| ActionOutcome::default());
+        self.observe(&r);
+        r?;
         out.elapsed = start.elapsed();
-        self.transcript.note(match &out.rejected {
-            Some(r) => format!(
+        self.transcript.note(match (&out.rejected, &out.shortcut) {
+            (Some(r), _) => format!(
                 "action {name}: refused by the device ({r:?}) after {} ms",
                 out.elapsed.as_millis()
             ),
-            None => format!("action {name}: done after {} ms", out.elapsed.as_millis()),
+            (None, Some(a)) => format!(
+                "action {name}: accepted early ({a:?}; remaining steps skipped) after {} ms",
+                out.elapsed.as_millis()
+            ),
+            (None, None) => format!("action {name}: done after {} ms", out.elapsed.as_millis()),
         });
         Ok(out)
     }
@@ -591,6 +686,7 @@ impl Device {
                 vars,
                 blobs,
                 depth,
+                done: false,
             };
             self.run_steps(&action.steps, &mut ctx, out, "").await?;
             if !action.cleanup.is_empty() {
@@ -601,6 +697,7 @@ impl Device {
                     vars: ctx.vars.clone(),
                     blobs: Data::new(),
                     depth,
+                    done: false,
                 };
                 self.run_steps(&action.cleanup, &mut ctx, &mut scratch, "cleanup ")
                     .await?;
@@ -621,7 +718,7 @@ impl Device {
             for (i, step) in steps.iter().enumerate() {
                 let step_no = format!("{prefix}{}", i + 1);
                 self.run_step(step, ctx, out, &step_no).await?;
-                if out.rejected.is_some() {
+                if out.rejected.is_some() || ctx.done {
                     return Ok(());
                 }
             }
@@ -648,12 +745,17 @@ impl Device {
             message,
         };
         match step {
-            Step::Send { on, text, flush } => {
+            Step::Send {
+                on,
+                text,
+                flush,
+                timeout,
+            } => {
                 let r = text.render(&ctx.vars).map_err(tmpl_err)?;
                 for s in &r.secrets {
                     self.redactor.add(s);
                 }
-                let timeout = self.iface_timeout(on);
+                let timeout = *timeout;
                 let Link::Console(c) = self.link(on, timeout).await.map_err(link_err)? else {
                     return Err(tmpl_err(format!("interface {on:?} is not a console")));
                 };
@@ -667,21 +769,23 @@ impl Device {
             Step::Expect {
                 on,
                 pattern,
+                accept,
                 reject,
                 timeout,
             } => {
                 let Link::Console(c) = self.link(on, *timeout).await.map_err(link_err)? else {
                     return Err(tmpl_err(format!("interface {on:?} is not a console")));
                 };
+                let outcomes = Outcomes {
+                    expect: pattern,
+                    accept: accept.as_ref(),
+                    reject: reject.as_ref(),
+                };
                 let m = c
-                    .expect(pattern, reject.as_ref(), *timeout)
+                    .expect_outcomes(outcomes, *timeout)
                     .await
                     .map_err(link_err)?;
-                if m.rejected {
-                    out.rejected = Some(m.text.trim().to_string());
-                    return Ok(());
-                }
-                ctx.capture(m.captures, out);
+                ctx.conclude(m, out);
             }
             Step::Wait(d) => tokio::time::sleep(*d).await,
             Step::Call {
@@ -698,6 +802,7 @@ impl Device {
                     };
                     a.insert(k.clone(), v);
                 }
+                // An `accept` in the callee ends the callee, not this action.
                 self.run_inner(callee, a, Data::new(), out, ctx.depth + 1)
                     .await?;
                 if out.rejected.is_some() {
@@ -729,6 +834,7 @@ impl Device {
                         vars: ctx.vars.clone(),
                         blobs: ctx.blobs.clone(),
                         depth: ctx.depth,
+                        done: false,
                     };
                     let text = match encoding {
                         ChunkEncoding::Base64 => Some(base64::Engine::encode(
@@ -757,6 +863,14 @@ impl Device {
                     // Chunk transfers are long: the transcript keeps a note per chunk, not
                     // every byte of every chunk twice.
                     self.run_steps(steps, &mut inner, out, &nested).await?;
+                    if inner.done {
+                        // An `accept` inside the loop ends the whole action.
+                        for (k, v) in &out.captures {
+                            ctx.vars.insert(k.clone(), SecretValue::plain(v.clone()));
+                        }
+                        ctx.done = true;
+                        return Ok(());
+                    }
                     if out.rejected.is_some() {
                         return Ok(());
                     }
@@ -801,6 +915,7 @@ impl Device {
                 on,
                 filter,
                 pattern,
+                accept,
                 reject,
                 timeout,
             } => {
@@ -808,15 +923,16 @@ impl Device {
                 let Link::Mqtt(m) = self.link(on, *timeout).await.map_err(link_err)? else {
                     return Err(tmpl_err(format!("interface {on:?} is not MQTT")));
                 };
+                let outcomes = Outcomes {
+                    expect: pattern,
+                    accept: accept.as_ref(),
+                    reject: reject.as_ref(),
+                };
                 let got = m
-                    .await_message(&filter, pattern, reject.as_ref(), *timeout)
+                    .await_outcomes(&filter, outcomes, *timeout)
                     .await
                     .map_err(link_err)?;
-                if got.rejected {
-                    out.rejected = Some(got.text.trim().to_string());
-                    return Ok(());
-                }
-                ctx.capture(got.captures, out);
+                ctx.conclude(got, out);
             }
             Step::ModbusRead {
                 on,
@@ -824,6 +940,7 @@ impl Device {
                 address,
                 count,
                 pattern,
+                accept,
                 reject,
                 capture,
                 timeout,
@@ -851,6 +968,27 @@ impl Device {
                     if let Some(r) = reject {
                         if r.is_match(text.as_bytes()) {
                             out.rejected = Some(text);
+                            return Ok(());
+                        }
+                    }
+                    if let Some(a) = accept {
+                        if let Some(c) = a.captures(text.as_bytes()) {
+                            let mut caps = named_captures(a, &c);
+                            if let Some(name) = capture {
+                                caps.insert(name.clone(), text.clone());
+                                for (i, v) in values.iter().enumerate() {
+                                    caps.insert(format!("{name}.{i}"), v.to_string());
+                                }
+                            }
+                            ctx.conclude(
+                                Matched {
+                                    accepted: true,
+                                    text: text.clone(),
+                                    captures: caps,
+                                    ..Default::default()
+                                },
+                                out,
+                            );
                             return Ok(());
                         }
                     }
@@ -950,6 +1088,7 @@ impl Device {
                 url,
                 auth,
                 pattern,
+                accept,
                 reject,
             } => {
                 let url = url.render(&ctx.vars).map_err(tmpl_err)?.text;
@@ -994,6 +1133,18 @@ impl Device {
                 if let Some(r) = reject {
                     if r.is_match(&text) {
                         out.rejected = Some(format!("HTTP {}", x.status));
+                        return Ok(());
+                    }
+                }
+                if let Some(a) = accept {
+                    if let Some(c) = a.captures(&text) {
+                        let m = Matched {
+                            accepted: true,
+                            text: format!("HTTP {}", x.status),
+                            captures: named_captures(a, &c),
+                            ..Default::default()
+                        };
+                        ctx.conclude(m, out);
                         return Ok(());
                     }
                 }
@@ -1052,9 +1203,43 @@ struct StepCtx<'a> {
     vars: Vars,
     blobs: Data,
     depth: usize,
+    /// An `accept` matched: the action's remaining steps are skipped.
+    done: bool,
+}
+
+/// Named groups of `re` that took part in the match, as text.
+fn named_captures(
+    re: &regex::bytes::Regex,
+    c: &regex::bytes::Captures<'_>,
+) -> BTreeMap<String, String> {
+    re.capture_names()
+        .flatten()
+        .filter_map(|n| {
+            c.name(n).map(|m| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(m.as_bytes()).into_owned(),
+                )
+            })
+        })
+        .collect()
 }
 
 impl StepCtx<'_> {
+    /// Applies the outcome of a step that waited for the device: refused, accepted early
+    /// (the rest of the action is skipped), or go on with its captures.
+    fn conclude(&mut self, m: Matched, out: &mut ActionOutcome) {
+        if m.rejected {
+            out.rejected = Some(m.text.trim().to_string());
+            return;
+        }
+        if m.accepted {
+            out.shortcut = Some(m.text.trim().to_string());
+            self.done = true;
+        }
+        self.capture(m.captures, out);
+    }
+
     fn capture(&mut self, caps: BTreeMap<String, String>, out: &mut ActionOutcome) {
         for (k, v) in caps {
             self.vars.insert(k.clone(), SecretValue::plain(v.clone()));

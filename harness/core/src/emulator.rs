@@ -5,6 +5,10 @@
 //! harness even when it is killed. Its output is read until the board's `ready` regex matches;
 //! the named captures become `{emulator.NAME}` variables (e.g. the pseudo-terminal it opened).
 //! Output after that is drained into a bounded tail kept for error messages.
+//!
+//! Secrets reach the process through its environment (`[emulator] env`), never its arguments:
+//! arguments are readable by every user of the machine (`ps`, /proc/PID/cmdline), the
+//! environment only by the process's owner.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -103,9 +107,17 @@ pub async fn start(e: &Emulator, vars: &Vars) -> Result<RunningEmulator, Emulato
     for a in &e.args {
         args.push(a.render(vars).map_err(EmulatorError::Template)?.text);
     }
+    let mut env = Vec::new();
+    for (k, t) in &e.env {
+        let v = t
+            .render(vars)
+            .map_err(|m| EmulatorError::Template(format!("env {k}: {m}")))?;
+        env.push((k.clone(), v.text));
+    }
     let command = program.display().to_string();
     let mut cmd = Command::new(&program);
     cmd.args(&args)
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

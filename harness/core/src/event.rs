@@ -36,9 +36,37 @@ pub struct TestRecord {
     pub evidence: Option<String>,
     /// Time the test started (RFC 3339, UTC).
     pub started_at: String,
+    /// Structured figures behind the verdict (e.g. `guesses_per_hour`, `support_end`), as the
+    /// test attached them; later runs read them back through [`crate::results`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// Per-model tests: the finding judged across the model's units. Every unit's record
+    /// shares it (one allocation), carries a constant-size message about itself, and reporters
+    /// write the finding once per model.
+    #[serde(skip)]
+    pub model_finding: Option<std::sync::Arc<ModelFinding>>,
     /// The rendered, redacted transcript (written by the evidence reporter).
     #[serde(skip)]
     pub evidence_text: Option<String>,
+}
+
+/// A per-model test's outcome, judged once across all units of the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelFinding {
+    pub model: String,
+    pub suite: String,
+    pub test: String,
+    pub verdict: Verdict,
+    pub provisions: Vec<String>,
+    /// The whole finding, redacted.
+    pub message: String,
+    /// Every unit judged.
+    pub units: Vec<String>,
+    /// The units the finding concerns, when the test named them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concerned: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]

@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::board::{Board, Model, Unit};
 use crate::device::Device;
 use crate::emulator::{self, RunningEmulator};
-use crate::event::{rfc3339, Event, TestRecord, UnitInfo};
+use crate::event::{rfc3339, Event, ModelFinding, TestRecord, UnitInfo};
 use crate::secret::Redactor;
-use crate::test::{Outcome, Scope, Suite, Test, Verdict};
+use crate::test::{settle, Outcome, Scope, Suite, Test, Verdict};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -40,11 +40,14 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Exit status per the CLI contract: 0 clean, 1 a fail, 3 an error and no fail.
+    /// Exit status per the CLI contract: 130 interrupted (whatever the verdicts), 1 a fail,
+    /// 3 an error and no fail, 0 clean.
     pub fn exit_code(&self) -> i32 {
-        if self.records.iter().any(|r| r.verdict == Verdict::Fail) {
+        if self.interrupted {
+            130
+        } else if self.records.iter().any(|r| r.verdict == Verdict::Fail) {
             1
-        } else if self.interrupted || self.records.iter().any(|r| r.verdict == Verdict::Error) {
+        } else if self.records.iter().any(|r| r.verdict == Verdict::Error) {
             3
         } else {
             0
@@ -168,6 +171,9 @@ struct UnitState {
     device: Option<Device>,
     emulator: Option<RunningEmulator>,
     start_error: Option<String>,
+    /// Why the unit's tests could not run (did not start, wrong unit, unreachable, exited):
+    /// its per-model records are `error` with this reason, and the model is judged without it.
+    blocked: Option<String>,
 }
 
 async fn run_model_group(
@@ -181,21 +187,33 @@ async fn run_model_group(
     for unit in units {
         let model = model.clone();
         let tests = tests.clone();
-        let ctx = ctx.clone();
+        let task_ctx = ctx.clone();
         let sem = sem.clone();
-        unit_tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.ok();
-            run_unit_phase(unit, model, &tests, &ctx).await
-        }));
+        let known = unit.clone();
+        unit_tasks.push((
+            known,
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.ok();
+                run_unit_phase(unit, model, &tests, &task_ctx).await
+            }),
+        ));
     }
     let mut states = Vec::new();
-    for t in unit_tasks {
+    for (unit, t) in unit_tasks {
         match t.await {
             Ok(s) => states.push(s),
             Err(e) => {
-                // The unit's task itself died: nothing to keep; its tests are reported as errors
-                // by the model phase below only if we still know the unit, which we do not.
-                eprintln!("hilsec: internal error in a unit task: {e}");
+                // The unit's task itself died (a harness bug outside any test body): its
+                // per-unit tests that finished are recorded; the model phase reports the rest.
+                states.push(UnitState {
+                    unit,
+                    device: None,
+                    emulator: None,
+                    start_error: None,
+                    blocked: Some(format!(
+                        "internal error in the unit's task (a harness bug): {e}"
+                    )),
+                });
             }
         }
     }
@@ -232,6 +250,7 @@ fn record(
         evidence_text,
     } = ran;
     let info = test.info();
+    let outcome_data = outcome.data.clone();
     let evidence = evidence_text
         .as_ref()
         .map(|_| format!("evidence/{}/{}.log", unit.name, info.id));
@@ -246,6 +265,8 @@ fn record(
         duration_ms: elapsed.as_millis() as u64,
         evidence,
         started_at: rfc3339(started),
+        data: outcome_data,
+        model_finding: None,
         evidence_text,
     }
 }
@@ -285,6 +306,7 @@ async fn run_unit_phase(
         device: None,
         emulator: None,
         start_error: None,
+        blocked: None,
     };
     if ctx.cancel.is_cancelled() {
         return state;
@@ -309,6 +331,16 @@ async fn run_unit_phase(
     }
     let mut dev = Device::new(unit.clone(), model.clone(), &emulator_vars, &ctx.cfg.env);
 
+    // Why the unit's remaining tests cannot run, once that is known (it did not start, it is
+    // not the unit the board file describes, its link cannot be opened, its process exited),
+    // with the evidence that shows it.
+    let mut blocked: Option<(String, Option<String>)> = state
+        .start_error
+        .as_ref()
+        .map(|e| (format!("the unit did not start: {e}"), None));
+    // Checked inside the first test that runs, so its exchanges are in that test's evidence.
+    let mut identity_pending = true;
+
     for (suite, test) in tests {
         if ctx.cancel.is_cancelled() {
             break;
@@ -319,7 +351,7 @@ async fn run_unit_phase(
         }
         let started = SystemTime::now();
         let t0 = Instant::now();
-        if let Some(reason) = test.not_applicable(&model) {
+        if let Some(reason) = test.not_applicable_in(&model, &unit, &ctx.cfg.env) {
             ctx.emit_record(record(
                 &unit,
                 &model,
@@ -335,8 +367,11 @@ async fn run_unit_phase(
             ));
             continue;
         }
-        if let Some(err) = &state.start_error {
-            let o = Outcome::error(format!("the unit did not start: {err}"));
+        if let Some((why, evidence)) = &blocked {
+            let o = Outcome::error(why.clone());
+            let evidence_text = evidence
+                .as_ref()
+                .map(|e| evidence_header(&unit, &model, test.as_ref(), &o, dev.redactor()) + e);
             ctx.emit_record(record(
                 &unit,
                 &model,
@@ -346,7 +381,7 @@ async fn run_unit_phase(
                 Ran {
                     started,
                     elapsed: t0.elapsed(),
-                    evidence_text: None,
+                    evidence_text,
                 },
                 dev.redactor(),
             ));
@@ -358,16 +393,70 @@ async fn run_unit_phase(
         });
         let transcript = dev.begin_test();
         let timeout = ctx.cfg.test_timeout.unwrap_or(info.timeout);
-        let body = AssertUnwindSafe(test.run_unit(&mut dev)).catch_unwind();
-        let outcome = tokio::select! {
-            r = tokio::time::timeout(timeout, body) => match r {
-                Ok(Ok(o)) => o,
-                Ok(Err(panic)) => Outcome::error(format!("the test panicked (a harness bug): {}", panic_message(&panic))),
-                Err(_) => Outcome::error(format!("the test did not finish within its {timeout:?} timeout")),
-            },
-            _ = ctx.cancel.cancelled() => Outcome::error("run interrupted before the test finished"),
+        let wrong_unit = if std::mem::take(&mut identity_pending) {
+            check_identity(&mut dev, &unit, &model, &ctx.cancel).await
+        } else {
+            None
         };
+        if let Some(why) = &wrong_unit {
+            blocked = Some((why.clone(), Some(transcript.render(dev.redactor()))));
+        }
+        let outcome = match &wrong_unit {
+            Some(why) => Outcome::error(why.clone()),
+            None => match synchronise(&mut dev, &ctx.cancel).await {
+                Err(why) => Outcome::error(format!(
+                    "the unit could not be brought to a known state before the test: {why}"
+                )),
+                Ok(()) => {
+                    let body = AssertUnwindSafe(test.run_unit(&mut dev)).catch_unwind();
+                    tokio::select! {
+                        r = tokio::time::timeout(timeout, body) => match r {
+                            Ok(Ok(o)) => o,
+                            Ok(Err(panic)) => Outcome::error(format!("the test panicked (a harness bug): {}", panic_message(&panic))),
+                            Err(_) => Outcome::error(format!("the test did not finish within its {timeout:?} timeout")),
+                        },
+                        _ = ctx.cancel.cancelled() => Outcome::error("run interrupted before the test finished"),
+                    }
+                }
+            },
+        };
+        let mut end = dev.take_end_state();
+        end.exited = state.emulator.as_mut().and_then(|e| e.exited());
+        let outcome = settle(outcome, &end);
         let outcome = annotate_exit(outcome, &mut state.emulator).await;
+        let exited = state.emulator.as_mut().and_then(|em| {
+            em.exited()
+                .map(|st| (st, em.tail().lines().last().unwrap_or("").to_string()))
+        });
+        if wrong_unit.is_some() {
+            // Blocked above, with the identity exchange as evidence.
+        } else if let Some((st, last)) = exited {
+            blocked = Some((
+                format!("the unit's process has exited ({st}; its last output: {last}); its remaining tests cannot run"),
+                None,
+            ));
+        } else if let Some(cause) = dev.unreachable() {
+            blocked = Some((
+                format!(
+                    "the unit cannot be reached (not retried for its remaining tests): {cause}"
+                ),
+                None,
+            ));
+        } else if outcome.verdict == Verdict::Error && !ctx.cancel.is_cancelled() {
+            // A test that ended in trouble may leave the unit stuck (at a root shell, in the
+            // middle of a transfer): bring it back before the next test, or say it cannot be.
+            if let Err(why) = recover(&mut dev, &ctx.cancel).await {
+                dev.note(format!("recovery after the error failed: {why}"));
+                if !end.liveness.usable() && dev.has_action("sync") {
+                    // Silent in the test and deaf to the resync: waiting out every remaining
+                    // test's timeouts would tell nothing more.
+                    blocked = Some((
+                        format!("the unit stopped answering and could not be brought back to a known state (sync, logout, recover): {why}"),
+                        None,
+                    ));
+                }
+            }
+        }
         transcript.note(format!(
             "verdict: {} — {}",
             outcome.verdict, outcome.message
@@ -388,8 +477,154 @@ async fn run_unit_phase(
             dev.redactor(),
         ));
     }
+    state.blocked = blocked.map(|(why, _)| why);
     state.device = Some(dev);
     state
+}
+
+/// Before the first test of a unit, where the board defines `read_identity`: is the unit that
+/// answers the one the board file describes? A swapped cable or a wrong tty would otherwise
+/// produce a full set of verdicts about the wrong unit. `Some(why)` on a mismatch.
+async fn check_identity(
+    dev: &mut Device,
+    unit: &Unit,
+    model: &Model,
+    cancel: &CancellationToken,
+) -> Option<String> {
+    if !model.has_action("read_identity") || (unit.serial.is_none() && unit.mac.is_none()) {
+        return None;
+    }
+    dev.note("checking that the unit answering is the one the board file describes");
+    let got = tokio::select! {
+        r = dev.run_action("read_identity", &[]) => r,
+        _ = cancel.cancelled() => return None,
+    };
+    // The identity exchange is not the test's: its verdict rests on its own exchanges.
+    let _ = dev.take_end_state();
+    match got {
+        Ok(out) => match identity_mismatch(unit, &out.captures) {
+            None => {
+                dev.note("identity matches the board file");
+                None
+            }
+            Some(why) => {
+                dev.note(&why);
+                Some(why)
+            }
+        },
+        Err(e) => {
+            // A unit that does not answer here is met (and reported) by the test itself.
+            dev.note(format!("identity could not be read: {e}"));
+            None
+        }
+    }
+}
+
+/// Compares the identity a unit reported with its board file: serial numbers ignoring case and
+/// surrounding space, MAC addresses ignoring case and separators. Only fields both sides have
+/// are compared.
+pub fn identity_mismatch(unit: &Unit, captures: &BTreeMap<String, String>) -> Option<String> {
+    fn mac_norm(s: &str) -> String {
+        s.chars()
+            .filter(char::is_ascii_hexdigit)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    }
+    let mut diffs = Vec::new();
+    if let (Some(want), Some(got)) = (&unit.serial, captures.get("serial")) {
+        if !want.trim().eq_ignore_ascii_case(got.trim()) {
+            diffs.push(("serial", want.clone(), got.trim().to_string()));
+        }
+    }
+    if let (Some(want), Some(got)) = (&unit.mac, captures.get("mac")) {
+        if mac_norm(want) != mac_norm(got) {
+            diffs.push(("MAC", want.clone(), got.trim().to_string()));
+        }
+    }
+    if diffs.is_empty() {
+        return None;
+    }
+    let want: Vec<String> = diffs.iter().map(|(k, w, _)| format!("{k} {w}")).collect();
+    let got: Vec<String> = diffs.iter().map(|(k, _, g)| format!("{k} {g}")).collect();
+    Some(format!(
+        "wrong unit on this port: the board file describes {} ({}), but the unit answering reports {}; check the cabling and the interface paths before trusting any verdict",
+        unit.name,
+        want.join(", "),
+        got.join(", ")
+    ))
+}
+
+/// Brings the unit to a known state before a test through the board's `sync` action (e.g.
+/// send a newline, expect the login prompt), when it defines one. A failed sync gets one
+/// recovery attempt.
+async fn synchronise(dev: &mut Device, cancel: &CancellationToken) -> Result<(), String> {
+    if !dev.has_action("sync") {
+        return Ok(());
+    }
+    let first = tokio::select! {
+        r = dev.run_action("sync", &[]) => r,
+        _ = cancel.cancelled() => return Err("run interrupted".into()),
+    };
+    let result = match first {
+        Ok(out) if out.rejected.is_none() => Ok(()),
+        Ok(out) => {
+            dev.note(format!(
+                "sync was refused ({:?}); trying to recover the unit",
+                out.rejected.unwrap_or_default()
+            ));
+            recover(dev, cancel).await
+        }
+        Err(e) => {
+            dev.note(format!("sync failed ({e}); trying to recover the unit"));
+            recover(dev, cancel).await
+        }
+    };
+    // The sync's own exchanges are not the test's: the test's verdict rests on its own.
+    let _ = dev.take_end_state();
+    result
+}
+
+/// After an error: `sync` when defined; if that fails, `logout` then `sync`; if that fails,
+/// the board's `recover` action (e.g. a reset) then `sync`. Without `sync`, only `recover` is
+/// run (nothing could confirm the state a blind logout leaves).
+async fn recover(dev: &mut Device, cancel: &CancellationToken) -> Result<(), String> {
+    async fn act(dev: &mut Device, name: &str, cancel: &CancellationToken) -> Result<(), String> {
+        if !dev.has_action(name) {
+            return Err(format!("no {name} action"));
+        }
+        dev.note(format!("recovery: {name}"));
+        tokio::select! {
+            r = dev.run_action(name, &[]) => match r {
+                Ok(out) => match out.rejected {
+                    None => Ok(()),
+                    Some(why) => Err(format!("{name} was refused ({why:?})")),
+                },
+                Err(e) => Err(e.to_string()),
+            },
+            _ = cancel.cancelled() => Err("run interrupted".into()),
+        }
+    }
+    let r = if !dev.has_action("sync") {
+        if dev.has_action("recover") {
+            act(dev, "recover", cancel).await
+        } else {
+            Ok(())
+        }
+    } else {
+        let mut r = act(dev, "sync", cancel).await;
+        for step in ["logout", "recover"] {
+            if r.is_ok() || !dev.has_action(step) || cancel.is_cancelled() {
+                continue;
+            }
+            r = match act(dev, step, cancel).await {
+                Ok(()) => act(dev, "sync", cancel).await,
+                Err(e) => Err(e),
+            };
+        }
+        r
+    };
+    let _ = dev.take_end_state();
+    r
 }
 
 /// A unit whose process died explains many errors at once: say so. A link that broke because
@@ -461,13 +696,13 @@ async fn run_model_phase(
             }
             continue;
         }
-        // Units that never came up get an error; the others are judged together.
+        // Units that never came up or were lost get an error; the others are judged together.
         for s in states
             .iter()
-            .filter(|s| s.device.is_none() || s.start_error.is_some())
+            .filter(|s| s.device.is_none() || s.blocked.is_some())
         {
             let why = s
-                .start_error
+                .blocked
                 .clone()
                 .unwrap_or_else(|| "the unit was not started".into());
             ctx.emit_record(record(
@@ -475,7 +710,7 @@ async fn run_model_phase(
                 model,
                 suite,
                 test.as_ref(),
-                Outcome::error(format!("the unit did not start: {why}")),
+                Outcome::error(why),
                 Ran {
                     started,
                     elapsed: t0.elapsed(),
@@ -487,7 +722,7 @@ async fn run_model_phase(
         let mut idx = Vec::new();
         let mut devs = Vec::new();
         for (i, s) in states.iter_mut().enumerate() {
-            if s.start_error.is_none() {
+            if s.blocked.is_none() {
                 if let Some(d) = s.device.take() {
                     idx.push(i);
                     devs.push(d);
@@ -519,30 +754,81 @@ async fn run_model_phase(
         for d in &devs {
             redactor.merge(d.redactor());
         }
-        let n = devs.len();
-        for ((i, dev), transcript) in idx.into_iter().zip(devs).zip(transcripts) {
+        let units: Vec<String> = devs.iter().map(|d| d.unit.name.clone()).collect();
+        let finding = Arc::new(ModelFinding {
+            model: model.name.clone(),
+            suite: suite.to_string(),
+            test: info.id.to_string(),
+            verdict: outcome.verdict,
+            provisions: info.provisions.iter().map(|p| p.to_string()).collect(),
+            message: redactor.redact(&outcome.message),
+            units: units.clone(),
+            concerned: outcome.concerned.clone(),
+            data: outcome.data.clone(),
+        });
+        let n = units.len();
+        for ((i, mut dev), transcript) in idx.into_iter().zip(devs).zip(transcripts) {
+            let _ = dev.take_end_state();
             let s = &mut states[i];
+            let mine = Outcome {
+                message: unit_view(&outcome, &s.unit.name, n),
+                data: None,
+                ..outcome.clone()
+            };
             transcript.note(format!(
                 "verdict (judged across {n} units of the model): {} — {}",
-                outcome.verdict, outcome.message
+                mine.verdict, mine.message
             ));
-            let text = evidence_header(&s.unit, model, test.as_ref(), &outcome, &redactor)
-                + &transcript.render(&redactor);
-            ctx.emit_record(record(
+            let text = evidence_header(&s.unit, model, test.as_ref(), &mine, dev.redactor())
+                + &transcript.render(dev.redactor());
+            let mut rec = record(
                 &s.unit,
                 model,
                 suite,
                 test.as_ref(),
-                outcome.clone(),
+                mine,
                 Ran {
                     started,
                     elapsed: t0.elapsed(),
                     evidence_text: Some(text),
                 },
-                &redactor,
-            ));
+                dev.redactor(),
+            );
+            rec.model_finding = Some(finding.clone());
+            ctx.emit_record(rec);
             s.device = Some(dev);
         }
+    }
+}
+
+/// Longest model message repeated on a unit's record; beyond it the unit's record says what
+/// concerns it and points at the model finding (written once per model by the reporters).
+const UNIT_VIEW_CAP: usize = 240;
+
+/// What a unit's record of a per-model test says, in constant size whatever the fleet's size.
+fn unit_view(outcome: &Outcome, unit: &str, n: usize) -> String {
+    let summary = if outcome.message.len() <= UNIT_VIEW_CAP {
+        outcome.message.clone()
+    } else {
+        let mut cut = UNIT_VIEW_CAP;
+        while !outcome.message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!(
+            "{}… (the whole finding is the model's, in results.json model_findings)",
+            &outcome.message[..cut]
+        )
+    };
+    match &outcome.concerned {
+        None => summary,
+        Some(c) if c.iter().any(|u| u == unit) => format!(
+            "this unit is concerned ({} of {n} units of the model): {summary}",
+            c.len()
+        ),
+        Some(c) => format!(
+            "this unit is not among the {} of {n} units concerned, but the model is judged as a whole: {summary}",
+            c.len()
+        ),
     }
 }
 
@@ -553,5 +839,81 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(serial: &str, mac: &str) -> Unit {
+        Unit {
+            name: "u1".into(),
+            serial: Some(serial.into()),
+            mac: Some(mac.into()),
+            firmware: None,
+            password: None,
+            vars: BTreeMap::new(),
+            source: "b.toml".into(),
+        }
+    }
+
+    fn caps(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn identity_matches_ignoring_case_space_and_mac_separators() {
+        let u = unit("SP1-7Q4K-2291", "02:5e:11:a3:40:17");
+        assert_eq!(
+            identity_mismatch(
+                &u,
+                &caps(&[("serial", " sp1-7q4k-2291 "), ("mac", "02-5E-11-A3-40-17")])
+            ),
+            None
+        );
+        // Only fields both sides have are compared.
+        assert_eq!(identity_mismatch(&u, &caps(&[("model", "x")])), None);
+    }
+
+    #[test]
+    fn identity_mismatch_names_both_sides() {
+        let u = unit("SP1-7Q4K-2291", "02:5e:11:a3:40:17");
+        let why = identity_mismatch(
+            &u,
+            &caps(&[("serial", "SP1-C8WD-5730"), ("mac", "02:5e:11:a3:40:17")]),
+        )
+        .expect("a mismatch");
+        assert!(
+            why.contains("SP1-7Q4K-2291") && why.contains("SP1-C8WD-5730"),
+            "{why}"
+        );
+        assert!(!why.contains("MAC"), "the MACs agree: {why}");
+    }
+
+    #[test]
+    fn a_units_view_of_a_model_finding_has_constant_size() {
+        let units: Vec<String> = (0..256).map(|i| format!("unit-{i:03}")).collect();
+        let long = format!("the password is derived from the MAC: {}", units.join(", "));
+        let o = Outcome::fail(long).concerning(units[..200].to_vec());
+        let concerned = unit_view(&o, "unit-007", 256);
+        let spared = unit_view(&o, "unit-255", 256);
+        assert!(
+            concerned.starts_with("this unit is concerned (200 of 256"),
+            "{concerned}"
+        );
+        assert!(
+            spared.starts_with("this unit is not among the 200 of 256"),
+            "{spared}"
+        );
+        for v in [&concerned, &spared] {
+            assert!(v.len() < UNIT_VIEW_CAP + 200, "{} bytes", v.len());
+        }
+        // Short messages are kept whole.
+        let short = Outcome::pass("all 2 units have different passwords");
+        assert_eq!(unit_view(&short, "u", 2), short.message);
     }
 }

@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+/// How every secret is shown wherever the harness prints it (evidence, messages, reports,
+/// `Debug`): one form, so a reader never wonders whether two markers hide different things.
+pub const REDACTED: &str = "«secret»";
+
 /// A string that may be secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretValue {
@@ -36,7 +40,7 @@ impl SecretValue {
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.secret {
-            f.write_str("SecretValue(«redacted»)")
+            write!(f, "SecretValue({REDACTED})")
         } else {
             write!(f, "SecretValue({:?})", self.value)
         }
@@ -90,7 +94,7 @@ impl Redactor {
         let mut out = text.to_string();
         for s in &self.secrets {
             if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "«redacted»");
+                out = out.replace(s.as_str(), REDACTED);
             }
         }
         out
@@ -112,6 +116,23 @@ mod tests {
         let mut r = Redactor::default();
         r.add("abcd");
         r.add("abcdefgh");
-        assert_eq!(r.redact("x abcdefgh y abcd"), "x «redacted» y «redacted»");
+        assert_eq!(r.redact("x abcdefgh y abcd"), "x «secret» y «secret»");
+    }
+
+    #[test]
+    fn one_form_everywhere() {
+        // The redactor, a rendered template and Debug all print the same marker.
+        let mut r = Redactor::default();
+        r.add("hunter22");
+        let mut v = crate::template::Vars::new();
+        v.insert("secret.password".into(), SecretValue::secret("hunter22"));
+        let t = crate::template::Template::parse("pw {secret.password}").expect("template");
+        let rendered = t.render(&v).expect("render");
+        assert_eq!(rendered.redacted, format!("pw {REDACTED}"));
+        assert_eq!(r.redact(&rendered.text), rendered.redacted);
+        assert_eq!(
+            format!("{:?}", SecretValue::secret("hunter22")),
+            format!("SecretValue({REDACTED})")
+        );
     }
 }

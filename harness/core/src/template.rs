@@ -106,7 +106,7 @@ impl Template {
                         .ok_or_else(|| format!("variable {{{name}}} has no value here"))?;
                     out.text.push_str(v.expose());
                     if v.is_secret() {
-                        out.redacted.push_str(&format!("«{name}»"));
+                        out.redacted.push_str(crate::secret::REDACTED);
                         out.secrets.push(v.expose().to_string());
                     } else {
                         out.redacted.push_str(v.expose());
@@ -141,7 +141,7 @@ mod tests {
         v.insert("secret.password".into(), SecretValue::secret("hunter2"));
         let r = t.render(&v).unwrap();
         assert_eq!(r.text, "user admin pw hunter2 {x}\n");
-        assert_eq!(r.redacted, "user admin pw «secret.password» {x}\n");
+        assert_eq!(r.redacted, "user admin pw «secret» {x}\n");
         assert_eq!(r.secrets, vec!["hunter2".to_string()]);
     }
 

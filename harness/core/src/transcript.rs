@@ -3,15 +3,24 @@
 //! Interfaces append what they send and receive; suites append notes (what they concluded and
 //! why). Rendering escapes non-printable bytes and applies the redactor, so the text written to
 //! disk never contains a known secret.
+//!
+//! Received bytes carry the instant they arrived (stamped by the interface's reader, not when
+//! the harness got round to reading them). Consecutive received chunks are shown as one entry
+//! only when they arrived within [`MERGE_WINDOW`] of the entry's first chunk, so every stamp is
+//! within that window of the truth. Bytes that were already waiting when the test began are
+//! recorded as *before test* with their own (negative) time.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::secret::Redactor;
 
 /// Most bytes of device traffic kept per test; the rest is counted, not stored.
 pub const TRANSCRIPT_CAP: usize = 1 << 20;
+
+/// Received chunks that arrived within this time of an entry's first chunk join that entry.
+pub const MERGE_WINDOW: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -25,10 +34,13 @@ pub enum Direction {
 
 #[derive(Debug, Clone)]
 struct Entry {
+    /// Milliseconds since the transcript started; negative for bytes that arrived before.
     at_ms: f64,
     dir: Direction,
     iface: String,
     bytes: Vec<u8>,
+    /// Left over from before the test began (drained by `Device::begin_test`).
+    before_test: bool,
 }
 
 #[derive(Debug)]
@@ -71,8 +83,23 @@ impl Transcript {
         f(&mut g)
     }
 
-    /// Records bytes on an interface. Consecutive chunks in one direction are merged.
+    /// Records bytes on an interface, stamped now.
     pub fn record(&self, dir: Direction, iface: &str, bytes: &[u8]) {
+        self.push(dir, iface, bytes, Instant::now(), false);
+    }
+
+    /// Records bytes that arrived at `at` (the reader's stamp).
+    pub fn record_at(&self, dir: Direction, iface: &str, bytes: &[u8], at: Instant) {
+        self.push(dir, iface, bytes, at, false);
+    }
+
+    /// Records bytes that were waiting on a link when the test began: shown as *before test*,
+    /// never merged with the test's own traffic.
+    pub fn record_before_test(&self, dir: Direction, iface: &str, bytes: &[u8], at: Instant) {
+        self.push(dir, iface, bytes, at, true);
+    }
+
+    fn push(&self, dir: Direction, iface: &str, bytes: &[u8], at: Instant, before_test: bool) {
         self.with(|t| {
             let room = TRANSCRIPT_CAP.saturating_sub(t.stored);
             let keep = bytes.len().min(room);
@@ -81,9 +108,14 @@ impl Transcript {
                 return;
             }
             t.stored += keep;
-            let at_ms = t.start.elapsed().as_secs_f64() * 1000.0;
+            let at_ms = ms_since(t.start, at);
             if let Some(last) = t.entries.last_mut() {
-                if last.dir == dir && dir == Direction::Rx && last.iface == iface {
+                if last.dir == dir
+                    && dir == Direction::Rx
+                    && last.iface == iface
+                    && last.before_test == before_test
+                    && (at_ms - last.at_ms).abs() <= MERGE_WINDOW.as_secs_f64() * 1000.0
+                {
                     last.bytes.extend_from_slice(&bytes[..keep]);
                     return;
                 }
@@ -93,6 +125,7 @@ impl Transcript {
                 dir,
                 iface: iface.to_string(),
                 bytes: bytes[..keep].to_vec(),
+                before_test,
             });
         })
     }
@@ -106,6 +139,7 @@ impl Transcript {
                 dir: Direction::Note,
                 iface: String::new(),
                 bytes: text.as_ref().as_bytes().to_vec(),
+                before_test: false,
             });
         })
     }
@@ -115,11 +149,16 @@ impl Transcript {
         self.with(|t| t.dropped)
     }
 
-    /// The transcript as text: one entry per line, non-printable bytes escaped, secrets redacted.
+    /// The transcript as text: one entry per line in order of time, non-printable bytes
+    /// escaped, secrets redacted.
     pub fn render(&self, redactor: &Redactor) -> String {
         self.with(|t| {
             let mut out = String::new();
-            for e in &t.entries {
+            // In order of time: bytes a reader received while the harness was busy elsewhere
+            // (e.g. during a `wait`) are recorded late but shown where they happened.
+            let mut order: Vec<&Entry> = t.entries.iter().collect();
+            order.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+            for e in order {
                 let arrow = match e.dir {
                     Direction::Tx => "->",
                     Direction::Rx => "<-",
@@ -131,10 +170,11 @@ impl Transcript {
                 };
                 let _ = writeln!(
                     out,
-                    "[{:>10.3} ms] {:<8} {} {}",
+                    "[{:>10.3} ms] {:<8} {}{} {}",
                     e.at_ms,
                     e.iface,
                     arrow,
+                    if e.before_test { " (before test)" } else { "" },
                     redactor.redact(&body)
                 );
             }
@@ -147,6 +187,15 @@ impl Transcript {
             }
             out
         })
+    }
+}
+
+/// Signed milliseconds from `start` to `at`.
+fn ms_since(start: Instant, at: Instant) -> f64 {
+    if at >= start {
+        at.duration_since(start).as_secs_f64() * 1000.0
+    } else {
+        -(start.duration_since(at).as_secs_f64() * 1000.0)
     }
 }
 
@@ -191,6 +240,73 @@ mod tests {
         }
         assert_eq!(t.dropped(), 10 * 4096);
         assert!(t.render(&Redactor::default()).len() < TRANSCRIPT_CAP + 1000);
+    }
+
+    /// The stamp of a rendered line, in ms.
+    fn stamps(rendered: &str) -> Vec<f64> {
+        rendered
+            .lines()
+            .filter_map(|l| {
+                let inner = l.strip_prefix('[')?.split(" ms]").next()?;
+                inner.trim().parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_keep_their_arrival_time() {
+        let t = Transcript::new();
+        let t0 = Instant::now();
+        t.record_at(Direction::Rx, "console", b"Pass", t0);
+        // Within the window: one entry.
+        t.record_at(
+            Direction::Rx,
+            "console",
+            b"word: ",
+            t0 + Duration::from_micros(400),
+        );
+        // 200 ms later: its own entry with its own time, even though recorded together.
+        t.record_at(
+            Direction::Rx,
+            "console",
+            b"Login incorrect",
+            t0 + Duration::from_millis(200),
+        );
+        let s = t.render(&Redactor::default());
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 2, "{s}");
+        assert!(lines[0].ends_with("Password: "), "{s}");
+        assert!(lines[1].ends_with("Login incorrect"), "{s}");
+        let st = stamps(&s);
+        assert!(st[1] - st[0] >= 199.0 && st[1] - st[0] <= 201.0, "{s}");
+    }
+
+    #[test]
+    fn entries_are_shown_in_order_of_arrival() {
+        let t = Transcript::new();
+        let t0 = Instant::now();
+        // Received during a wait, recorded after the note that followed it.
+        t.note("waited");
+        t.record_at(Direction::Rx, "console", b"early", t0);
+        let s = t.render(&Redactor::default());
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].ends_with("<- early"), "{s}");
+        assert!(lines[1].ends_with("## waited"), "{s}");
+    }
+
+    #[test]
+    fn before_test_bytes_are_marked_and_kept_apart() {
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(5));
+        let t = Transcript::new();
+        t.record_before_test(Direction::Rx, "console", b"late prompt", t0);
+        t.record_at(Direction::Rx, "console", b"fresh", t0);
+        let s = t.render(&Redactor::default());
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 2, "{s}");
+        assert!(lines[0].contains("<- (before test) late prompt"), "{s}");
+        assert!(!lines[1].contains("before test"), "{s}");
+        assert!(stamps(&s)[0] < 0.0, "{s}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ async fn server() -> String {
                 };
                 let out = match path.as_str() {
                     "/ok" => reply("200 OK", "", "hello"),
+                    "/lines" => reply("200 OK", "", "first\nsecond\\path"),
                     "/moved" => reply("301 Moved Permanently", "Location: /ok\r\n", ""),
                     "/loop" => reply("302 Found", "Location: /loop\r\n", ""),
                     "/auth" => {
@@ -171,4 +172,51 @@ async fn nobody_listening_is_a_request_error() {
         .await
         .expect_err("refused");
     assert!(matches!(e, HttpError::Request { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_escaped_once_in_evidence() {
+    let base = server().await;
+    let t = Transcript::new();
+    let x = client(Duration::from_secs(5), 0)
+        .get(&format!("{base}/lines"), None, &t, "http")
+        .await
+        .expect("answer");
+    assert_eq!(x.body, b"first\nsecond\\path");
+    let text = t.render(&Default::default());
+    // A newline shows as `\n`, a backslash as `\\`: escaped once, not `\\n`.
+    assert!(text.contains(r"first\nsecond\\path"), "{text}");
+    assert!(!text.contains(r"first\\n"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_url_fetches_wait_as_long_as_the_http_interface_says() {
+    let base = server().await;
+    let dir = std::env::temp_dir().join(format!("hilsec-http-timeout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("board.toml");
+    std::fs::write(
+        &file,
+        "[model]\nname = \"T\"\n\n[interfaces.web]\nkind = \"http\"\ntimeout = \"500ms\"\n\n[[unit]]\nname = \"t-1\"\n",
+    )
+    .expect("write board");
+    let mut boards = hilsec_core::board::load_boards(
+        std::slice::from_ref(&file),
+        hilsec_core::board::LoadMode::Run,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let b = boards.remove(0);
+    let mut dev = hilsec_core::device::Device::new(
+        b.units[0].clone(),
+        b.model,
+        &Default::default(),
+        &Default::default(),
+    );
+    let t0 = std::time::Instant::now();
+    let r = dev.http_get(&format!("{base}/stall"), None).await;
+    let took = t0.elapsed();
+    assert!(r.is_err(), "a stalled body is an error");
+    // The fixed default was 10 s; the interface says 500 ms.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
 }

@@ -136,3 +136,35 @@ async fn a_server_that_hangs_up_closes_the_link() {
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_shows_the_request_and_response_pdus() {
+    let addr = server(Behaviour::Good).await;
+    let t = Transcript::new();
+    let mut link = ModbusLink::connect_tcp("modbus", &addr, 1, Duration::from_secs(5), t.clone())
+        .await
+        .expect("connect");
+    let v = link
+        .read(ModbusTable::Holding, 0x0105, 1, Duration::from_secs(5))
+        .await
+        .expect("value");
+    assert_eq!(v, vec![42]);
+    let text = t.render(&Default::default());
+    // Function 0x03, address 0x0105, quantity 1; the answer: 2 bytes holding 42 (0x2a).
+    assert!(text.contains("-> pdu 03 01 05 00 01"), "{text}");
+    assert!(text.contains("<- pdu 03 02 00 2a"), "{text}");
+    let (req, resp) = (text.find("-> pdu 03 01 05"), text.find("<- pdu 03 02"));
+    assert!(req < resp, "the request comes first: {text}");
+
+    // An exception answer is dumped too.
+    let addr = server(Behaviour::Exception).await;
+    let t = Transcript::new();
+    let mut link = ModbusLink::connect_tcp("modbus", &addr, 1, Duration::from_secs(5), t.clone())
+        .await
+        .expect("connect");
+    link.read(ModbusTable::Holding, 0, 1, Duration::from_secs(5))
+        .await
+        .expect_err("exception");
+    let text = t.render(&Default::default());
+    assert!(text.contains("<- pdu 83 02"), "{text}");
+}

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hilsec_core::iface::mqtt::{MqttLink, MqttParams};
-use hilsec_core::iface::serial::LinkError;
+use hilsec_core::iface::serial::{LinkError, Outcomes};
 use hilsec_core::transcript::Transcript;
 use regex::bytes::Regex;
 
@@ -94,6 +94,40 @@ async fn exchange(port: u16) {
         .await
         .expect("answer");
     assert!(got.rejected);
+
+    // Several outcomes: the payload is judged whole, `accept` before `expect`.
+    device
+        .publish(
+            "sim/u1/resp",
+            b"status\nalready installed".to_vec(),
+            1,
+            false,
+            None,
+        )
+        .await
+        .expect("publish");
+    let accept = Regex::new("already (?P<what>installed)").expect("regex");
+    let got = harness
+        .await_outcomes(
+            "sim/+/resp",
+            Outcomes {
+                expect: &Regex::new("status").expect("regex"),
+                accept: Some(&accept),
+                reject: Some(&reject),
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("answer");
+    assert!(got.accepted && !got.rejected, "{got:?}");
+    assert_eq!(
+        got.captures.get("what").map(String::as_str),
+        Some("installed")
+    );
+    // Evidence escapes the payload once (`\n`, not `\\n`).
+    let text = t.render(&Default::default());
+    assert!(text.contains(r"status\nalready installed"), "{text}");
+    assert!(!text.contains(r"status\\n"), "{text}");
 
     // Silence: a timeout, not a hang.
     let t0 = Instant::now();

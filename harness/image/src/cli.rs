@@ -33,7 +33,8 @@ pub enum ImageCommand {
     /// Make a tampered variant of a genuine image.
     #[command(disable_version_flag = true)]
     Mutate(MutateArgs),
-    /// Generate a private key (PKCS#8 PEM, as `imgtool keygen` writes).
+    /// Generate a private key (PKCS#8 PEM, as `imgtool keygen` writes); never overwrites an
+    /// existing file unless --force is given.
     Keygen(KeygenArgs),
 }
 
@@ -138,7 +139,7 @@ pub enum KeygenType {
     EcdsaP256,
 }
 
-/// `hilsec image keygen [--type ed25519] OUT [--public PUB]`.
+/// `hilsec image keygen [--type ed25519] OUT [--public PUB] [--force]`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeygenArgs {
     /// Key algorithm.
@@ -147,6 +148,10 @@ pub struct KeygenArgs {
     /// Also write the public key (SubjectPublicKeyInfo PEM) here.
     #[arg(long)]
     pub public: Option<PathBuf>,
+    /// Overwrite OUT (and PUB) when they exist. Without it keygen refuses: the file may hold a
+    /// key that devices already trust.
+    #[arg(long)]
+    pub force: bool,
     /// Output file for the private key (PKCS#8 PEM, mode 0600).
     pub output: PathBuf,
 }
@@ -368,8 +373,15 @@ pub fn run_keygen(args: &KeygenArgs) -> Result<i32, Error> {
     run_keygen_to(args, &mut std::io::stdout().lock())
 }
 
-/// Runs `keygen`, printing to `out`.
+/// Runs `keygen`, printing to `out`. Refuses (before generating anything) when the key file
+/// or the public key file exists, unless `force` is set.
 pub fn run_keygen_to(args: &KeygenArgs, out: &mut dyn Write) -> Result<i32, Error> {
+    if !args.force {
+        let outputs = [Some(&args.output), args.public.as_ref()];
+        for path in outputs.into_iter().flatten() {
+            refuse_existing(path)?;
+        }
+    }
     let key = match args.key_type {
         KeygenType::Ed25519 => SigningKey::generate_ed25519()?,
         KeygenType::EcdsaP256 => generate_p256()?,
@@ -387,6 +399,27 @@ pub fn run_keygen_to(args: &KeygenArgs, out: &mut dyn Write) -> Result<i32, Erro
     )
     .map_err(out_err)?;
     Ok(0)
+}
+
+/// An error when `path` exists (as a file, a link or anything else): keygen never replaces a
+/// key silently.
+fn refuse_existing(path: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            action: "check key file",
+            path: path.to_path_buf(),
+            source,
+        }),
+        Ok(_) => Err(Error::Io {
+            action: "write key file",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "it already exists and may hold a key in use; pass --force to overwrite it",
+            ),
+        }),
+    }
 }
 
 fn generate_p256() -> Result<SigningKey, Error> {

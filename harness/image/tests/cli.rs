@@ -15,8 +15,14 @@ struct Cli {
     command: ImageCommand,
 }
 
-fn dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hilsec-image-cli");
+/// A fresh, empty folder for one test (keygen refuses to overwrite what an earlier run left).
+fn dir(test: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("hilsec-image-cli")
+        .join(test);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).unwrap();
+    }
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -27,7 +33,7 @@ fn text(buf: Vec<u8>) -> String {
 
 #[test]
 fn keygen_sign_verify_mutate_inspect() {
-    let d = dir();
+    let d = dir("keygen_sign_verify_mutate_inspect");
     let key = d.join("key.pem");
     let public = d.join("key.pub.pem");
     let mut out = Vec::new();
@@ -35,6 +41,7 @@ fn keygen_sign_verify_mutate_inspect() {
         &KeygenArgs {
             key_type: KeygenType::Ed25519,
             public: Some(public.clone()),
+            force: false,
             output: key.clone(),
         },
         &mut out,
@@ -83,6 +90,7 @@ fn keygen_sign_verify_mutate_inspect() {
         &KeygenArgs {
             key_type: KeygenType::EcdsaP256,
             public: None,
+            force: false,
             output: attacker.clone(),
         },
         &mut Vec::new(),
@@ -166,8 +174,65 @@ fn keygen_sign_verify_mutate_inspect() {
 }
 
 #[test]
+fn keygen_refuses_to_overwrite_a_key_without_force() {
+    let d = dir("keygen_refuses_to_overwrite_a_key_without_force");
+    let key = d.join("lab.pem");
+    let public = d.join("lab.pub.pem");
+    let args = KeygenArgs {
+        key_type: KeygenType::Ed25519,
+        public: None,
+        force: false,
+        output: key.clone(),
+    };
+    assert_eq!(run_keygen_to(&args, &mut Vec::new()).unwrap(), 0);
+    let first = std::fs::read(&key).unwrap();
+
+    // A second keygen to the same file is refused and leaves the key alone.
+    let err = run_keygen_to(&args, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lab.pem") && err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), first, "the key was kept");
+
+    // An existing public key file is refused too, before the private key is written.
+    let fresh = d.join("fresh.pem");
+    std::fs::write(&public, "not mine").unwrap();
+    let err = run_keygen_to(
+        &KeygenArgs {
+            key_type: KeygenType::EcdsaP256,
+            public: Some(public.clone()),
+            force: false,
+            output: fresh.clone(),
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("lab.pub.pem") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!fresh.exists(), "nothing written when refusing");
+
+    // With --force both are replaced by a new key pair.
+    let forced = KeygenArgs {
+        public: Some(public.clone()),
+        force: true,
+        ..args
+    };
+    assert_eq!(run_keygen_to(&forced, &mut Vec::new()).unwrap(), 0);
+    assert_ne!(std::fs::read(&key).unwrap(), first, "a new key");
+    assert!(std::fs::read_to_string(&public)
+        .unwrap()
+        .contains("BEGIN PUBLIC KEY"));
+}
+
+#[test]
 fn signing_with_a_public_key_says_what_to_do() {
-    let d = dir();
+    let d = dir("signing_with_a_public_key_says_what_to_do");
     let public = d.join("only.pub.pem");
     let k = hilsec_image::SigningKey::ed25519_from_seed([1; 32]);
     std::fs::write(&public, k.public_key().to_pem().unwrap()).unwrap();
@@ -255,4 +320,8 @@ fn command_line_parses() {
     ])
     .unwrap();
     assert!(matches!(cli.command, ImageCommand::Verify(ref a) if a.min_version.is_some()));
+    let cli = Cli::try_parse_from(["image", "keygen", "k.pem"]).unwrap();
+    assert!(matches!(cli.command, ImageCommand::Keygen(ref a) if !a.force));
+    let cli = Cli::try_parse_from(["image", "keygen", "--force", "k.pem"]).unwrap();
+    assert!(matches!(cli.command, ImageCommand::Keygen(ref a) if a.force));
 }

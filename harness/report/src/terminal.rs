@@ -20,6 +20,8 @@ pub struct TerminalReporter {
     units: Vec<UnitInfo>,
     counts: BTreeMap<String, Counts>,
     problems: Vec<String>,
+    /// (model, test) of per-model findings already listed.
+    model_findings_seen: std::collections::BTreeSet<(String, String)>,
     /// Column widths: the longest unit name and model name of the run.
     unit_w: usize,
     model_w: usize,
@@ -37,6 +39,7 @@ impl TerminalReporter {
             units: Vec::new(),
             counts: BTreeMap::new(),
             problems: Vec::new(),
+            model_findings_seen: Default::default(),
             unit_w: 12,
             model_w: 12,
         }
@@ -138,6 +141,22 @@ impl Reporter for TerminalReporter {
                     line
                 } else if r.verdict == Verdict::NotApplicable {
                     // Counted in the table; the reason is in the results, not the summary.
+                    format!("{line}  {}", r.message)
+                } else if let Some(f) = &r.model_finding {
+                    // A per-model finding is listed once for the model, not once per unit.
+                    if self
+                        .model_findings_seen
+                        .insert((f.model.clone(), f.test.clone()))
+                    {
+                        self.problems.push(format!(
+                            "{} {} (model, {} units) {}: {}",
+                            tag(f.verdict),
+                            f.model,
+                            f.units.len(),
+                            f.test,
+                            f.message
+                        ));
+                    }
                     format!("{line}  {}", r.message)
                 } else {
                     self.problems.push(format!(

@@ -4,6 +4,11 @@
 //! original file, and because the bytes come from a device under test: they may be cut at
 //! the size cap, carry a byte-order mark, mix CRLF and LF, or not be UTF-8 at all. All of
 //! that is settled here, once, so the parsers above see only `(number, text)` pairs.
+//!
+//! A leading UTF-8 byte-order mark and a last line without a line break are errors, as in the
+//! `sectxt` validator behind internet.nl: RFC 9116 section 4 asks for UTF-8 in Net-Unicode
+//! form and its ABNF ends every line with `eol` (`*WSP [CR] LF`). Both are reported and the
+//! rest of the file is still parsed, so every other finding is listed too.
 
 use crate::report::{codes, Collector};
 
@@ -20,14 +25,16 @@ pub(crate) struct Line {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Splits `bytes` into lines on LF, dropping a CR before it. Reports a byte-order mark,
-/// lines that are not UTF-8, and a missing final line break.
+/// lines that are not UTF-8, and a missing final line break (all errors).
 pub(crate) fn split(bytes: &[u8], out: &mut Collector) -> Vec<Line> {
     let mut bytes = bytes;
     if let Some(rest) = bytes.strip_prefix(BOM) {
-        out.note(
-            codes::BOM,
+        out.error(
+            codes::BOM_IN_FILE,
             Some(1),
-            "the file starts with a UTF-8 byte-order mark; it was ignored",
+            "the file starts with a UTF-8 byte-order mark (bytes EF BB BF): RFC 9116 section 4 \
+             requires UTF-8 in Net-Unicode form, without a BOM; re-save the file without it \
+             (the rest of the file was checked as if it were absent)",
         );
         bytes = rest;
     }
@@ -72,10 +79,11 @@ pub(crate) fn split(bytes: &[u8], out: &mut Collector) -> Vec<Line> {
         lines.push(Line { number, text });
     }
     if !ends_with_newline {
-        out.note(
-            codes::NO_FINAL_NEWLINE,
+        out.error(
+            codes::NO_LINE_SEPARATORS,
             Some(last_number),
-            "the last line has no line break (RFC 9116 section 2.2); accepted",
+            "the last line has no line break: RFC 9116's ABNF (section 4) ends every line, \
+             the last one too, with LF or CRLF; add a line break at the end of the file",
         );
     }
     lines
@@ -105,11 +113,42 @@ mod tests {
     }
 
     #[test]
-    fn bom_and_missing_final_newline() {
+    fn bom_and_missing_final_newline_are_errors() {
         let (lines, c) = texts(b"\xEF\xBB\xBFa\nb");
         assert_eq!(lines, vec![(1, "a".into()), (2, "b".into())]);
-        let notes: Vec<_> = c.notes.iter().map(|f| f.code.as_str()).collect();
-        assert_eq!(notes, vec![codes::BOM, codes::NO_FINAL_NEWLINE]);
+        let errors: Vec<_> = c.errors.iter().map(|f| (f.code.as_str(), f.line)).collect();
+        assert_eq!(
+            errors,
+            vec![
+                (codes::BOM_IN_FILE, Some(1)),
+                (codes::NO_LINE_SEPARATORS, Some(2))
+            ]
+        );
+        assert!(c.notes.is_empty());
+    }
+
+    #[test]
+    fn final_line_break_rules() {
+        for ok in [&b"a\n"[..], b"a\r\n", b"a\n\n", b""] {
+            let (_, c) = texts(ok);
+            assert!(c.errors.is_empty(), "{ok:?}: {:?}", c.errors);
+        }
+        // A CR alone, or spaces after the last line break, are not a line break (the ABNF's
+        // `eol` is `*WSP [CR] LF`).
+        for (bad, line) in [(&b"a\r"[..], 1), (b"a\n  ", 2), (b"a\n# c", 2)] {
+            let (_, c) = texts(bad);
+            let errors: Vec<_> = c.errors.iter().map(|f| (f.code.as_str(), f.line)).collect();
+            assert_eq!(
+                errors,
+                vec![(codes::NO_LINE_SEPARATORS, Some(line))],
+                "{bad:?}"
+            );
+        }
+        // A BOM alone: the BOM error, and no line.
+        let (lines, c) = texts(b"\xEF\xBB\xBF");
+        assert!(lines.is_empty());
+        assert_eq!(c.errors.len(), 1);
+        assert_eq!(c.errors[0].code, codes::BOM_IN_FILE);
     }
 
     #[test]

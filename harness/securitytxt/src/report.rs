@@ -46,6 +46,12 @@ pub mod codes {
     pub const LOCATION: &str = "location";
     /// The input is larger than [`crate::MAX_SIZE`]; nothing beyond the cap was validated.
     pub const TOO_LARGE: &str = "too_large";
+    /// The file starts with a UTF-8 byte-order mark: not UTF-8 in Net-Unicode form (RFC 9116
+    /// section 4). The code and the verdict are those of the `sectxt` validator.
+    pub const BOM_IN_FILE: &str = "bom_in_file";
+    /// The last line has no line break: RFC 9116's ABNF ends every line, the last one too,
+    /// with LF or CRLF. The code and the verdict are those of the `sectxt` validator.
+    pub const NO_LINE_SEPARATORS: &str = "no_line_separators";
 
     // Recommendations.
     /// `Expires` is more than a year ahead (2.5.5 RECOMMENDS less than a year).
@@ -58,10 +64,6 @@ pub mod codes {
     pub const NO_CANONICAL: &str = "no_canonical";
 
     // Notes (information only).
-    /// The file starts with a UTF-8 byte-order mark; accepted.
-    pub const BOM: &str = "bom";
-    /// The last line has no line break (2.2 says every line ends with one); accepted.
-    pub const NO_FINAL_NEWLINE: &str = "no_final_newline";
     /// The context URL could not be parsed, so URL-based checks were skipped.
     pub const CONTEXT_URL: &str = "context_url";
     /// Too many findings with one code; the rest are counted, not listed.

@@ -157,6 +157,8 @@ fn corpus_covers_every_code() {
         codes::INVALID_MEDIA,
         codes::LOCATION,
         codes::TOO_LARGE,
+        codes::BOM_IN_FILE,
+        codes::NO_LINE_SEPARATORS,
     ];
     let all_recs = [
         codes::LONG_EXPIRY,

@@ -11,13 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hilsec_core::board::{DisclosureDeclarations, Model};
-use hilsec_core::device::Device;
+use hilsec_core::board::{DisclosureDeclarations, Model, Unit};
+use hilsec_core::device::{Device, RunEnv};
 use hilsec_core::iface::http::HttpExchange;
+use hilsec_core::results::ResultsFile;
 use hilsec_core::template::Template;
-use hilsec_core::test::{Outcome, Scope, Suite, Test, TestInfo};
+use hilsec_core::test::{Outcome, Scope, Suite, Test, TestInfo, Verdict};
 
-use super::{analyse_policy, analyse_support, check_provider_metadata, compare_support_end};
+use super::{
+    analyse_policy, analyse_support, check_provider_metadata, compare_support_end,
+    read_support_data, support_data, PeriodChange,
+};
 
 const SUITE: &str = "disclosure";
 
@@ -63,12 +67,12 @@ static POLICY: TestInfo = info(
 static SECURITY_TXT: TestInfo = info(
     "disclosure.security-txt",
     "security.txt at /.well-known/ is valid (RFC 9116)",
-    &["RFC 9116", "EN 303 645 5.2-1"],
+    &["RFC 9116"],
 );
 static CSAF: TestInfo = info(
     "disclosure.csaf-provider",
-    "CSAF 2.0 provider metadata is published and complete (requirements 7-9)",
-    &["CSAF 2.0 7.1.7", "CSAF 2.0 7.1.8", "CSAF 2.0 7.1.9"],
+    "CSAF 2.0 provider metadata is valid and served at the well-known URL; a provider role lists its distributions (requirements 7 and 9, section 7.2.2)",
+    &["CSAF 2.0 7.1.7", "CSAF 2.0 7.1.9", "CSAF 2.0 7.2.2"],
 );
 static PERIOD: TestInfo = info(
     "support.period-published",
@@ -230,6 +234,11 @@ impl Test for SecurityTxt {
     }
 }
 
+/// CSAF provider metadata, fetched from the declared `csaf_provider` URL and judged by
+/// [`check_provider_metadata`]: the schema (requirement 7), the well-known HTTPS location
+/// without redirect (requirement 9) and a provider role's distributions (section 7.2.2).
+/// Requirement 8 (a `CSAF` field in security.txt) is not part of this verdict: CSAF 2.0 asks
+/// a provider for one of requirements 8 to 10, and this test holds it to 9.
 struct CsafProvider;
 
 #[async_trait]
@@ -266,17 +275,29 @@ impl Test for CsafProvider {
 /// Memo key: the end date the support page stated in this run.
 const END_MEMO: &str = "support.end-date";
 
-async fn support_findings(dev: &mut Device) -> Result<(String, super::SupportFindings), Outcome> {
+const ISO_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// Why the support page gave no findings.
+enum SupportPage {
+    /// The page answered, but not with 200: nothing is published there.
+    NotPublished { url: String, status: String },
+    /// The test cannot judge (not declared, no answer): the outcome says why.
+    Unjudged(Outcome),
+}
+
+async fn support_findings(
+    dev: &mut Device,
+) -> Result<(String, super::SupportFindings), SupportPage> {
     let t = declared(&dev.model, |d| &d.support_url, "support_url")
-        .map_err(Outcome::not_applicable)?
+        .map_err(|e| SupportPage::Unjudged(Outcome::not_applicable(e)))?
         .clone();
-    let (url, x) = fetch(dev, &t).await?;
+    let (url, x) = fetch(dev, &t).await.map_err(SupportPage::Unjudged)?;
     if x.status != 200 {
-        return Err(Outcome::fail(format!(
-            "the declared support page {url} answers HTTP {}{}",
-            x.status,
-            redirects(&x)
-        )));
+        return Err(SupportPage::NotPublished {
+            status: format!("HTTP {}{}", x.status, redirects(&x)),
+            url,
+        });
     }
     Ok((url, analyse_support(&x.body)))
 }
@@ -294,48 +315,74 @@ impl Test for PeriodPublished {
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
         let (url, f) = match support_findings(dev).await {
             Ok(v) => v,
-            Err(o) => return o,
+            Err(SupportPage::Unjudged(o)) => return o,
+            Err(SupportPage::NotPublished { url, status }) => {
+                return Outcome::fail(format!(
+                    "the declared support page {url} answers {status}: no support period is published there"
+                ))
+                .with_data(support_data(None))
+            }
         };
+        let data = support_data(f.end_date);
         match f.end_date {
             Some(d) => {
-                dev.memo().insert(END_MEMO.into(), d.to_string());
-                Outcome::pass(format!("{url}: {}", f.message()))
+                if let Ok(text) = d.format(ISO_DATE) {
+                    dev.memo().insert(END_MEMO.into(), text);
+                }
+                Outcome::pass(format!("{url}: {}", f.message())).with_data(data)
             }
-            None => Outcome::fail(format!("{url}: {}", f.message())),
+            None => Outcome::fail(format!("{url}: {}", f.message())).with_data(data),
         }
     }
 }
 
-/// The end date the baseline run recorded for `board`, from its support.period-published
-/// message ("... ends on YYYY-MM-DD ...").
-fn baseline_end(baseline: &serde_json::Value, board: &str) -> Result<Option<time::Date>, String> {
-    let tests = baseline["tests"]
-        .as_array()
-        .ok_or("the baseline is not a hilsec results.json (no `tests`)")?;
-    let Some(rec) = tests
-        .iter()
-        .find(|t| t["board"] == board && t["test"] == PERIOD.id)
-    else {
-        return Err(format!(
-            "the baseline has no {} record for {board}",
+/// The end date the baseline run found for the unit `board`, read from the `data` its
+/// `support.period-published` record carries (see [`support_data`]). `Ok(None)`: that run read
+/// the page and found no end date. `Err(outcome)`: there is nothing to compare with, and the
+/// outcome (`not_applicable` or `inconclusive`) says why.
+fn baseline_end(
+    baseline: &serde_json::Value,
+    board: &str,
+) -> Result<(Option<time::Date>, String), Outcome> {
+    let file = ResultsFile::from_value(baseline).map_err(|e| {
+        Outcome::inconclusive(format!("cannot compare: the baseline cannot be read: {e}"))
+    })?;
+    let Some(rec) = file.record(board, PERIOD.id) else {
+        return Err(Outcome::not_applicable(format!(
+            "the baseline run has no {} record for {board}: there is nothing to compare with",
             PERIOD.id
-        ));
+        )));
     };
-    if rec["verdict"] != "pass" {
-        return Ok(None);
+    match &rec.data {
+        Some(data) => read_support_data(data)
+            .map(|d| (d, rec.message.clone()))
+            .map_err(|e| {
+                Outcome::inconclusive(format!(
+                    "cannot compare: the baseline's {} record for {board} carries data this version does not understand ({e})",
+                    PERIOD.id
+                ))
+            }),
+        None if file.run.schema < 2 => Err(Outcome::inconclusive(format!(
+            "cannot compare: the baseline was written by hilsec {} in the old results.json format (schema {}), whose records carry no structured end date; its message text is not read as data. Re-run the baseline with this version. The baseline's {} record for {board} was {}: {}",
+            file.run.version, file.run.schema, PERIOD.id, rec.verdict, rec.message
+        ))),
+        None => Err(Outcome::inconclusive(format!(
+            "cannot compare: the baseline run did not read the support page of {board} ({} was {}: {})",
+            PERIOD.id, rec.verdict, rec.message
+        ))),
     }
-    let msg = rec["message"].as_str().unwrap_or("");
-    let re = regex::Regex::new(r"ends on (\d{4}-\d{2}-\d{2})").map_err(|e| e.to_string())?;
-    let Some(c) = re.captures(msg) else {
-        return Ok(None);
-    };
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(&c[1], &fmt)
-        .map(Some)
-        .map_err(|e| format!("the baseline's date {:?}: {e}", &c[1]))
 }
 
 struct PeriodNotShortened;
+
+const NO_BASELINE: &str = "no baseline: run with --baseline FILE (an earlier run's results.json)";
+
+/// Why there is nothing to compare with when the baseline run found no end date.
+fn no_earlier_end(said: &str) -> String {
+    format!(
+        "the baseline run found no end date of the support period (it said: {said}), so there is no earlier end date to compare with"
+    )
+}
 
 #[async_trait]
 impl Test for PeriodNotShortened {
@@ -345,32 +392,61 @@ impl Test for PeriodNotShortened {
     fn not_applicable(&self, model: &Model) -> Option<String> {
         declared(model, |d| &d.support_url, "support_url").err()
     }
+    /// Not applicable without a baseline, when the baseline has no record of the unit, or when
+    /// it found no end date; a baseline that cannot be compared with is `inconclusive`, decided
+    /// by the test itself.
+    fn not_applicable_in(&self, model: &Model, unit: &Unit, env: &RunEnv) -> Option<String> {
+        if let Some(reason) = self.not_applicable(model) {
+            return Some(reason);
+        }
+        let Some(baseline) = env.baseline.as_deref() else {
+            return Some(NO_BASELINE.into());
+        };
+        match baseline_end(baseline, &unit.name) {
+            Err(o) if o.verdict == Verdict::NotApplicable => Some(o.message),
+            Ok((None, said)) => Some(no_earlier_end(&said)),
+            _ => None,
+        }
+    }
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
         let Some(baseline) = dev.env().baseline.clone() else {
-            return Outcome::not_applicable(
-                "no baseline: run with --baseline FILE (an earlier run's results.json)",
-            );
+            return Outcome::not_applicable(NO_BASELINE);
         };
         let earlier = match baseline_end(&baseline, &dev.unit.name) {
-            Ok(d) => d,
-            Err(e) => return Outcome::not_applicable(e),
+            Ok((Some(d), _)) => d,
+            Ok((None, said)) => return Outcome::not_applicable(no_earlier_end(&said)),
+            Err(o) => return o,
         };
-        let current = match dev.memo().get(END_MEMO).cloned() {
-            Some(d) => {
-                let fmt = time::macros::format_description!("[year]-[month]-[day]");
-                time::Date::parse(&d, &fmt).ok()
-            }
+        let memo = dev
+            .memo()
+            .get(END_MEMO)
+            .and_then(|d| time::Date::parse(d, ISO_DATE).ok());
+        let current = match memo {
+            Some(d) => Some(d),
             None => match support_findings(dev).await {
                 Ok((_, f)) => f.end_date,
-                Err(o) => return o,
+                Err(SupportPage::Unjudged(o)) => return o,
+                Err(SupportPage::NotPublished { url, status }) => {
+                    return Outcome::fail(format!(
+                        "an earlier run found the support period ending on {earlier}, but the declared support page {url} now answers {status}: the end date was withdrawn"
+                    ))
+                }
             },
         };
         let change = compare_support_end(earlier, current);
-        if change.is_shortened() {
-            Outcome::fail(change.message().to_string())
-        } else {
-            Outcome::pass(change.message().to_string())
+        let verdict = match change {
+            PeriodChange::Shortened(_) | PeriodChange::Withdrawn(_) => Verdict::Fail,
+            PeriodChange::Unchanged(_) | PeriodChange::Extended(_) => Verdict::Pass,
+        };
+        // {"support_end": now, or null, "baseline_support_end": the earlier run's}.
+        let mut data = support_data(current);
+        if let Some(obj) = data.as_object_mut() {
+            let e = earlier
+                .format(ISO_DATE)
+                .unwrap_or_else(|_| earlier.to_string());
+            obj.insert("baseline_support_end".into(), e.into());
         }
+        Outcome::new(verdict, change.message()).with_data(data)
     }
 }
 
@@ -437,5 +513,149 @@ impl Test for ModelDesignation {
                 seen.join("; ")
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hilsec_core::test::Verdict;
+    use time::macros::date;
+
+    /// A results.json with one support.period-published record for `sim-plug-1`.
+    fn baseline(
+        schema: Option<u32>,
+        verdict: &str,
+        data: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut rec = serde_json::json!({
+            "board": "sim-plug-1", "model": "SimPlug S1", "suite": "disclosure",
+            "test": PERIOD.id, "verdict": verdict, "provisions": [],
+            "message": "https://x.test/support: the support period ends on 2031-06-30",
+            "duration_ms": 4, "evidence": null
+        });
+        if let Some(d) = data {
+            rec["data"] = d;
+        }
+        let mut run = serde_json::json!({
+            "tool": "hilsec", "version": "0.1.0", "started": "2026-01-01T00:00:00.000Z",
+            "finished": "2026-01-01T00:00:01.000Z", "duration_ms": 1000, "interrupted": false,
+            "units": [],
+            "counts": {"pass": 1, "fail": 0, "inconclusive": 0, "not_applicable": 0, "error": 0}
+        });
+        if let Some(s) = schema {
+            run["schema"] = s.into();
+        }
+        serde_json::json!({"run": run, "tests": [rec]})
+    }
+
+    fn refused(r: Result<(Option<time::Date>, String), Outcome>) -> Outcome {
+        match r {
+            Ok(v) => panic!("expected no comparison, got {v:?}"),
+            Err(o) => o,
+        }
+    }
+
+    #[test]
+    fn baseline_end_date_is_read_from_typed_data() {
+        let b = baseline(
+            Some(2),
+            "pass",
+            Some(serde_json::json!({"support_end": "2031-06-30"})),
+        );
+        let (d, _) = baseline_end(&b, "sim-plug-1").expect("comparable");
+        assert_eq!(d, Some(date!(2031 - 06 - 30)));
+        let b = baseline(
+            Some(2),
+            "fail",
+            Some(serde_json::json!({"support_end": null})),
+        );
+        let (d, said) = baseline_end(&b, "sim-plug-1").expect("read");
+        assert_eq!(d, None);
+        assert!(said.contains("https://x.test/support"), "{said}");
+    }
+
+    #[test]
+    fn the_message_text_is_not_read_as_data() {
+        // Old format: the message says "ends on 2031-06-30", but there is no data.
+        let o = refused(baseline_end(&baseline(None, "pass", None), "sim-plug-1"));
+        assert_eq!(o.verdict, Verdict::Inconclusive);
+        assert!(
+            o.message.contains("old results.json format (schema 1)")
+                && o.message.contains("Re-run the baseline"),
+            "{}",
+            o.message
+        );
+    }
+
+    #[test]
+    fn baselines_that_cannot_be_compared_say_why() {
+        let o = refused(baseline_end(
+            &baseline(Some(2), "error", None),
+            "sim-plug-1",
+        ));
+        assert_eq!(o.verdict, Verdict::Inconclusive);
+        assert!(
+            o.message.contains("did not read the support page"),
+            "{}",
+            o.message
+        );
+        let o = refused(baseline_end(
+            &baseline(Some(2), "pass", Some(serde_json::json!({"end": "2031"}))),
+            "sim-plug-1",
+        ));
+        assert_eq!(o.verdict, Verdict::Inconclusive);
+        assert!(o.message.contains("support_end"), "{}", o.message);
+        let o = refused(baseline_end(
+            &baseline(
+                Some(2),
+                "pass",
+                Some(serde_json::json!({"support_end": "2031-06-30"})),
+            ),
+            "sim-plug-2",
+        ));
+        assert_eq!(o.verdict, Verdict::NotApplicable);
+        assert!(o.message.contains("sim-plug-2"), "{}", o.message);
+        let o = refused(baseline_end(
+            &serde_json::json!({"tests": []}),
+            "sim-plug-1",
+        ));
+        assert_eq!(o.verdict, Verdict::Inconclusive);
+        assert!(o.message.contains("missing field `run`"), "{}", o.message);
+    }
+
+    /// The CSAF test cites exactly the sections whose errors can fail it: every cited
+    /// section is produced as an error by some document, and no error cites a section the
+    /// test does not (warnings do not decide the verdict, so they are not cited).
+    #[test]
+    fn csaf_provisions_are_the_sections_checked() {
+        const WK: &str = "https://example.com/.well-known/csaf/provider-metadata.json";
+        let good = r#"{"canonical_url": "https://example.com/.well-known/csaf/provider-metadata.json",
+            "distributions": [{"directory_url": "https://example.com/.well-known/csaf/"}],
+            "last_updated": "2024-01-24T20:20:56Z", "list_on_CSAF_aggregators": true,
+            "metadata_version": "2.0", "mirror_on_CSAF_aggregators": true,
+            "publisher": {"category": "vendor", "name": "Example", "namespace": "https://example.com"},
+            "role": "csaf_provider"}"#;
+        let no_distributions = good.replace(
+            r#""distributions": [{"directory_url": "https://example.com/.well-known/csaf/"}],"#,
+            "",
+        );
+        let cases = [
+            (good.replace("2.0", "1.0"), WK.to_string()),
+            (
+                good.to_string(),
+                "http://example.com/csaf/provider-metadata.json".into(),
+            ),
+            (no_distributions, WK.to_string()),
+        ];
+        let mut sections = std::collections::BTreeSet::new();
+        for (doc, served) in &cases {
+            let f = check_provider_metadata(doc.as_bytes(), WK, served);
+            sections.extend(f.errors().map(|p| format!("CSAF 2.0 {}", p.section)));
+        }
+        let cited: std::collections::BTreeSet<String> =
+            CSAF.provisions.iter().map(|p| p.to_string()).collect();
+        assert_eq!(sections, cited);
+        assert!(check_provider_metadata(good.as_bytes(), WK, WK).is_valid());
     }
 }

@@ -1,7 +1,7 @@
 //! When does the published support period end? For the tests `support.period-published`
 //! (EN 303 645 provision 5.3-13: the manufacturer publishes the defined support period; PSTI
 //! Schedule 1 paragraph 3: the minimum security update period, stated as a period with an end
-//! date) and `support.period-not-shortened` (EN 303 645 5.3-16 context; PSTI: the period may be
+//! date) and `support.period-not-shortened` (PSTI Schedule 1 paragraph 3: the period may be
 //! extended but not shortened).
 //!
 //! The heuristic, as cited in evidence ([`analyse_support`]):
@@ -114,7 +114,7 @@ pub fn analyse_support(body: impl AsRef<[u8]>) -> SupportFindings {
 // ---------------------------------------------------------------------------------------------
 // Comparison between runs
 
-/// How the published end date changed since an earlier run.
+/// How the published end date changed since an earlier run that found one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeriodChange {
     /// The end date moved earlier: the period was shortened.
@@ -123,51 +123,79 @@ pub enum PeriodChange {
     Withdrawn(String),
     Unchanged(String),
     Extended(String),
-    /// There is no earlier end date to compare with.
-    NoBaseline(String),
 }
 
 impl PeriodChange {
     pub fn message(&self) -> &str {
         match self {
-            Self::Shortened(m)
-            | Self::Withdrawn(m)
-            | Self::Unchanged(m)
-            | Self::Extended(m)
-            | Self::NoBaseline(m) => m,
+            Self::Shortened(m) | Self::Withdrawn(m) | Self::Unchanged(m) | Self::Extended(m) => m,
         }
     }
 
-    /// Shortened in the PSTI sense: the new end date is before the old one.
+    /// Shortened in the PSTI sense: the new end date is before the old one, or no end date is
+    /// published any more (a period without an end can end at any time).
     pub fn is_shortened(&self) -> bool {
-        matches!(self, Self::Shortened(_))
+        matches!(self, Self::Shortened(_) | Self::Withdrawn(_))
     }
 }
 
-/// Compares the end date found by an earlier run with the one found now
-/// (`support.period-not-shortened`); shortened means `current < earlier`.
-pub fn compare_support_end(earlier: Option<Date>, current: Option<Date>) -> PeriodChange {
-    match (earlier, current) {
-        (Some(e), Some(c)) if c < e => PeriodChange::Shortened(format!(
+/// Compares the end date an earlier run found with the one found now
+/// (`support.period-not-shortened`): shortened means `current < earlier`, or no current end
+/// date. Without an earlier end date there is nothing to compare, so this takes one.
+pub fn compare_support_end(earlier: Date, current: Option<Date>) -> PeriodChange {
+    let e = earlier;
+    match current {
+        Some(c) if c < e => PeriodChange::Shortened(format!(
             "the published end of the support period moved earlier, from {e} to {c} ({} days shorter): a support period may be extended but not shortened",
             (e - c).whole_days()
         )),
-        (Some(e), Some(c)) if c > e => PeriodChange::Extended(format!(
+        Some(c) if c > e => PeriodChange::Extended(format!(
             "the published end of the support period moved later, from {e} to {c}"
         )),
-        (Some(e), Some(_)) => PeriodChange::Unchanged(format!(
+        Some(_) => PeriodChange::Unchanged(format!(
             "the published end of the support period is unchanged ({e})"
         )),
-        (Some(e), None) => PeriodChange::Withdrawn(format!(
-            "an earlier run found the support period ending on {e}, but the page no longer states an end date"
+        None => PeriodChange::Withdrawn(format!(
+            "an earlier run found the support period ending on {e}, but the page no longer states an end date: the end date was withdrawn, so the period is no longer assured until {e}"
         )),
-        (None, Some(c)) => PeriodChange::NoBaseline(format!(
-            "no earlier end date to compare with; the support period now ends on {c}"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structured data between runs
+
+/// The key of the end date in `support.period-published`'s `data` (results.json).
+pub const SUPPORT_END_KEY: &str = "support_end";
+
+const ISO_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// The `data` that `support.period-published` attaches to its verdict:
+/// `{"support_end": "YYYY-MM-DD"}`, or `{"support_end": null}` when the page states no end date.
+pub fn support_data(end: Option<Date>) -> serde_json::Value {
+    let end = end
+        .map(|d| d.format(ISO_DATE).unwrap_or_else(|_| d.to_string()))
+        .map_or(serde_json::Value::Null, serde_json::Value::String);
+    let mut data = serde_json::Map::new();
+    data.insert(SUPPORT_END_KEY.to_string(), end);
+    serde_json::Value::Object(data)
+}
+
+/// Reads [`support_data`] back (from a baseline's record): `Ok(None)` when it says the page
+/// stated no end date; `Err` when it is not that shape.
+pub fn read_support_data(data: &serde_json::Value) -> Result<Option<Date>, String> {
+    let Some(obj) = data.as_object() else {
+        return Err(format!("the data is not an object but {data}"));
+    };
+    match obj.get(SUPPORT_END_KEY) {
+        None => Err(format!("the data has no {SUPPORT_END_KEY:?}")),
+        Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Date::parse(s, ISO_DATE)
+            .map(Some)
+            .map_err(|e| format!("{SUPPORT_END_KEY} {s:?} is not a date YYYY-MM-DD: {e}")),
+        Some(other) => Err(format!(
+            "{SUPPORT_END_KEY} is {other}, not a date YYYY-MM-DD or null"
         )),
-        (None, None) => PeriodChange::NoBaseline(
-            "neither an earlier run nor this one found an end date of the support period"
-                .to_string(),
-        ),
     }
 }
 
@@ -468,25 +496,41 @@ mod tests {
     fn comparison() {
         let a = date!(2030 - 12 - 31);
         let b = date!(2029 - 12 - 31);
-        let c = compare_support_end(Some(a), Some(b));
+        let c = compare_support_end(a, Some(b));
+        assert!(matches!(c, PeriodChange::Shortened(_)));
         assert!(c.is_shortened());
         assert!(c.message().contains("365 days shorter"), "{}", c.message());
-        assert!(matches!(
-            compare_support_end(Some(b), Some(a)),
-            PeriodChange::Extended(_)
-        ));
-        assert!(matches!(
-            compare_support_end(Some(a), Some(a)),
-            PeriodChange::Unchanged(_)
-        ));
-        assert!(matches!(
-            compare_support_end(Some(a), None),
-            PeriodChange::Withdrawn(_)
-        ));
-        assert!(matches!(
-            compare_support_end(None, Some(a)),
-            PeriodChange::NoBaseline(_)
-        ));
-        assert!(!compare_support_end(None, None).is_shortened());
+        let c = compare_support_end(b, Some(a));
+        assert!(matches!(c, PeriodChange::Extended(_)));
+        assert!(!c.is_shortened());
+        let c = compare_support_end(a, Some(a));
+        assert!(matches!(c, PeriodChange::Unchanged(_)));
+        assert!(!c.is_shortened());
+        let c = compare_support_end(a, None);
+        assert!(matches!(c, PeriodChange::Withdrawn(_)));
+        assert!(
+            c.is_shortened(),
+            "a withdrawn end date is a shortened period"
+        );
+        assert!(c.message().contains("2030-12-31"), "{}", c.message());
+    }
+
+    #[test]
+    fn support_data_round_trips() {
+        let d = date!(2030 - 12 - 31);
+        let v = support_data(Some(d));
+        assert_eq!(v, serde_json::json!({"support_end": "2030-12-31"}));
+        assert_eq!(read_support_data(&v), Ok(Some(d)));
+        let none = support_data(None);
+        assert_eq!(none, serde_json::json!({"support_end": null}));
+        assert_eq!(read_support_data(&none), Ok(None));
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"support_end": "31 December 2030"}),
+            serde_json::json!({"support_end": 2030}),
+            serde_json::json!("2030-12-31"),
+        ] {
+            assert!(read_support_data(&bad).is_err(), "{bad}");
+        }
     }
 }

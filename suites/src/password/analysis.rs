@@ -296,38 +296,159 @@ pub fn is_common(password: &str) -> Option<String> {
     None
 }
 
-/// Why the password is too weak, if it is: at least `min_len` characters and three character
-/// classes, or sixteen characters (a passphrase).
-pub fn complexity_problem(password: &str, min_len: usize) -> Option<String> {
-    let len = password.chars().count();
-    let classes = [
-        password.chars().any(|c| c.is_lowercase()),
-        password.chars().any(|c| c.is_uppercase()),
-        password.chars().any(|c| c.is_ascii_digit()),
-        password.chars().any(|c| !c.is_alphanumeric()),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if len < min_len {
-        return Some(format!(
-            "has {len} characters, fewer than the minimum of {min_len}"
-        ));
+/// Thresholds of `password.complexity`, in log10 of the guesses zxcvbn estimates an attacker
+/// needs (its model of guessing: dictionaries, keyboard patterns, sequences, dates, repeats,
+/// identifiers of the unit; brute force otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrengthRule {
+    /// The model's median unit must reach this (10: zxcvbn's top score, "very unguessable").
+    pub model_min_log10: f64,
+    /// No unit may be below this (8: zxcvbn's score 3, "safely unguessable" online).
+    pub unit_min_log10: f64,
+}
+
+impl Default for StrengthRule {
+    fn default() -> Self {
+        StrengthRule {
+            model_min_log10: 10.0,
+            unit_min_log10: 8.0,
+        }
     }
-    if len < 16 && classes < 3 {
-        return Some(format!(
-            "has {len} characters from only {classes} character class{} (lower, upper, digit, symbol): use 3 classes, or 16 characters",
-            if classes == 1 { "" } else { "es" }
-        ));
+}
+
+/// zxcvbn's estimate for one unit's password.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Strength {
+    pub name: String,
+    pub length: usize,
+    pub log10_guesses: f64,
+}
+
+/// The complexity judgement over a model's units.
+#[derive(Debug, Clone)]
+pub struct ComplexityJudgement {
+    pub units: Vec<Strength>,
+    pub median_log10: f64,
+    /// Why the model fails; empty when it passes.
+    pub problems: Vec<String>,
+    /// Units the problems concern.
+    pub concerned: Vec<String>,
+    /// One sentence with the figures and thresholds.
+    pub summary: String,
+}
+
+impl ComplexityJudgement {
+    pub fn weakest(&self) -> Option<&Strength> {
+        self.units
+            .iter()
+            .min_by(|a, b| a.log10_guesses.total_cmp(&b.log10_guesses))
     }
-    let distinct: std::collections::HashSet<char> = password.chars().collect();
-    if distinct.len() * 4 < len {
-        return Some(format!(
-            "repeats characters heavily ({} distinct in {len})",
-            distinct.len()
-        ));
+}
+
+/// Longest prefix given to zxcvbn (its cost grows fast with length; longer is only stronger).
+const ZXCVBN_MAX_CHARS: usize = 64;
+
+/// zxcvbn's log10 of the guesses needed for `password`, with `hints` (the unit's public
+/// identifiers, in the forms a label shows them) as words an attacker knows.
+pub fn strength_log10(password: &str, hints: &[String]) -> f64 {
+    if password.is_empty() {
+        return 0.0;
     }
-    None
+    let p: String = password.chars().take(ZXCVBN_MAX_CHARS).collect();
+    let mut words: Vec<String> = Vec::new();
+    for h in hints {
+        for (form, _) in text_forms(h, "") {
+            if form.len() >= 3 && !words.contains(&form) {
+                words.push(form);
+            }
+        }
+        if h.contains(':') {
+            for (form, _) in mac_forms(h) {
+                if !words.contains(&form) {
+                    words.push(form);
+                }
+            }
+        }
+    }
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    zxcvbn::zxcvbn(&p, &refs).guesses_log10()
+}
+
+/// Judges the passwords of a model's units `(name, password, hints)`: every unit at least
+/// `min_len` characters (the manufacturer's declaration) and at least `rule.unit_min_log10`,
+/// and the median unit at least `rule.model_min_log10`. Judging the median makes the test one
+/// of the generator, not of chance: a generator of random passwords occasionally produces one
+/// that happens to contain a word or a sequence, and must not fail for it.
+pub fn complexity_judgement(
+    units: &[(String, String, Vec<String>)],
+    min_len: usize,
+    rule: &StrengthRule,
+) -> ComplexityJudgement {
+    let strengths: Vec<Strength> = units
+        .iter()
+        .map(|(name, p, hints)| Strength {
+            name: name.clone(),
+            length: p.chars().count(),
+            log10_guesses: strength_log10(p, hints),
+        })
+        .collect();
+    let mut logs: Vec<f64> = strengths.iter().map(|s| s.log10_guesses).collect();
+    logs.sort_by(f64::total_cmp);
+    let median_log10 = match logs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => logs[n / 2],
+        n => (logs[n / 2 - 1] + logs[n / 2]) / 2.0,
+    };
+    let mut problems = Vec::new();
+    let mut concerned: Vec<String> = Vec::new();
+    for s in &strengths {
+        let mut why = Vec::new();
+        if s.length < min_len {
+            why.push(format!(
+                "has {} characters, fewer than the declared minimum of {min_len}",
+                s.length
+            ));
+        }
+        if s.log10_guesses < rule.unit_min_log10 {
+            why.push(format!(
+                "would be guessed in about 10^{:.1} attempts, below the floor of 10^{:.0} for any unit",
+                s.log10_guesses, rule.unit_min_log10
+            ));
+        }
+        if !why.is_empty() {
+            problems.push(format!("{}: the password {}", s.name, why.join(" and ")));
+            concerned.push(s.name.clone());
+        }
+    }
+    if !strengths.is_empty() && median_log10 < rule.model_min_log10 {
+        problems.push(format!(
+            "the median estimate over the {} units is 10^{median_log10:.1} guesses, below 10^{:.0}",
+            strengths.len(),
+            rule.model_min_log10
+        ));
+        concerned = strengths.iter().map(|s| s.name.clone()).collect();
+    }
+    let weakest = strengths
+        .iter()
+        .min_by(|a, b| a.log10_guesses.total_cmp(&b.log10_guesses));
+    let summary = match weakest {
+        Some(w) => format!(
+            "zxcvbn estimates over {} passwords: weakest {} at 10^{:.1} guesses, median 10^{median_log10:.1} (thresholds: median at least 10^{:.0}, every unit at least 10^{:.0} and {min_len} characters)",
+            strengths.len(),
+            w.name,
+            w.log10_guesses,
+            rule.model_min_log10,
+            rule.unit_min_log10
+        ),
+        None => "no passwords to judge".into(),
+    };
+    ComplexityJudgement {
+        units: strengths,
+        median_log10,
+        problems,
+        concerned,
+        summary,
+    }
 }
 
 #[cfg(test)]
@@ -388,12 +509,79 @@ mod tests {
         assert!(is_common("Vq7#mZ2p!Lk9").is_none());
     }
 
+    fn model(passwords: &[String]) -> Vec<(String, String, Vec<String>)> {
+        passwords
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    format!("unit-{i}"),
+                    p.clone(),
+                    vec![
+                        "SimHub H2".to_string(),
+                        format!("HB2-24-{:06}", 101 + i),
+                        format!("02:1a:2b:00:01:{:02x}", 10 + i),
+                    ],
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn complexity_rule() {
-        assert!(complexity_problem("admin", 8).is_some());
-        assert!(complexity_problem("abcdefgh", 8).is_some());
-        assert!(complexity_problem("Vq7#mZ2p!Lk9", 8).is_none());
-        assert!(complexity_problem("correct horse battery staple", 8).is_none());
-        assert!(complexity_problem("aaaaaaaaaaaaaaaaaaaa", 8).is_some());
+    fn random_alphanumerics_pass_for_every_seed() {
+        for seed in 0..100u64 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let pw: Vec<String> = (0..3)
+                .map(|_| (0..12).map(|_| rng.alphanumeric()).collect())
+                .collect();
+            let j = complexity_judgement(&model(&pw), 10, &StrengthRule::default());
+            assert!(j.problems.is_empty(), "seed {seed}: {:?}", j.problems);
+        }
+    }
+
+    #[test]
+    fn weak_schemes_fail() {
+        let schemes: Vec<(&str, Vec<String>)> = vec![
+            (
+                "MAC-derived",
+                (0..3).map(|i| format!("00010{:x}", 10 + i)).collect(),
+            ),
+            (
+                "counter",
+                (1..=3).map(|i| format!("SimHub-{i:04}")).collect(),
+            ),
+            (
+                "common words",
+                vec![
+                    "Sunshine2024".into(),
+                    "Dragon12345!".into(),
+                    "Password1234".into(),
+                ],
+            ),
+            ("universal", vec!["admin".into(), "admin".into()]),
+        ];
+        for (what, pw) in schemes {
+            let j = complexity_judgement(&model(&pw), 6, &StrengthRule::default());
+            assert!(!j.problems.is_empty(), "{what}: {}", j.summary);
+            assert!(!j.concerned.is_empty(), "{what}");
+        }
+    }
+
+    #[test]
+    fn the_message_names_the_estimate_and_thresholds() {
+        let j = complexity_judgement(
+            &model(&["Vq7#mZ2p!Lk9".into(), "Rt4%wB8n?Jd2".into()]),
+            10,
+            &StrengthRule::default(),
+        );
+        assert!(j.problems.is_empty(), "{:?}", j.problems);
+        assert!(j.summary.contains("weakest unit-"), "{}", j.summary);
+        assert!(j.summary.contains("10^10"), "{}", j.summary);
+        let j = complexity_judgement(
+            &model(&["Vq7#mZ2p!Lk9".into()]),
+            16,
+            &StrengthRule::default(),
+        );
+        assert!(j.problems[0].contains("fewer than the declared minimum of 16"));
     }
 }

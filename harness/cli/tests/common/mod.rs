@@ -55,6 +55,27 @@ pub fn spawn(args: &[&str], dir: &Path) -> Run {
     }
 }
 
+/// Like [`spawn`], with extra environment variables for `hilsec`.
+pub fn spawn_env(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Run {
+    let stdout = dir.join("stdout.txt");
+    let stderr = dir.join("stderr.txt");
+    let child = Command::new(hilsec_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(repo_root())
+        .env("CI", "1")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout).expect("stdout file"))
+        .stderr(fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn hilsec");
+    Run {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
 pub struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
@@ -206,6 +227,29 @@ pub fn rebase_fixture_paths(text: &str) -> String {
     let fixtures = repo_root().join("fixtures").display().to_string();
     text.replace("{board.dir}/../../fixtures", &fixtures)
         .replace("\"../../fixtures", &format!("\"{fixtures}"))
+}
+
+/// Waits until `journal.jsonl` in `out` holds a complete line with `verdict` (or `limit`
+/// passes); returns how many lines it held then, and whether one had that verdict.
+pub fn wait_for_verdict(out: &Path, verdict: &str, limit: Duration) -> (usize, bool) {
+    let t0 = Instant::now();
+    loop {
+        let text = fs::read_to_string(out.join("journal.jsonl")).unwrap_or_default();
+        // Only newline-terminated lines: the last one may be half written.
+        let complete: Vec<&str> = text
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .collect();
+        let found = complete.iter().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map(|v| v["verdict"] == verdict)
+                .unwrap_or(false)
+        });
+        if found || t0.elapsed() > limit {
+            return (complete.len(), found);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until `journal.jsonl` in `out` holds at least `n` lines (or `limit` passes).

@@ -215,12 +215,18 @@ impl Loader {
             let m = build_model(path, &raw, &mut d);
             match m {
                 Some(m) if d.errors.is_empty() => {
-                    let m = Arc::new(m);
-                    let already = self.models.insert(key, m.clone()).is_some();
-                    if already && raw.unit.is_empty() {
-                        return Ok(None);
+                    // Loaded already as the base of a unit file that `extends` it: keep that
+                    // model, so its units and this file's units are one model.
+                    if let Some(cached) = self.models.get(&key) {
+                        if raw.unit.is_empty() {
+                            return Ok(None);
+                        }
+                        cached.clone()
+                    } else {
+                        let m = Arc::new(m);
+                        self.models.insert(key, m.clone());
+                        m
                     }
-                    m
                 }
                 _ => return Err(d.errors),
             }
@@ -274,6 +280,14 @@ fn toml_help(msg: &str) -> Option<&'static str> {
 
 fn parse_duration(d: &mut Diag, s: &Spanned<String>) -> Option<Duration> {
     match humantime::parse_duration(s.get_ref()) {
+        Ok(v) if v > super::MAX_DURATION => {
+            d.at(
+                Some(s.span()),
+                format!("duration {:?} is longer than 24 hours", s.get_ref()),
+                Some("durations in board files are at most \"24h\"; check the unit (e.g. \"500ms\", \"10s\", \"2m\")"),
+            );
+            None
+        }
         Ok(v) => Some(v),
         Err(e) => {
             d.at(
@@ -339,6 +353,42 @@ fn check_global_var(var: &str, emulator_vars: &BTreeSet<String>) -> Result<(), S
     ))
 }
 
+/// `lockout_after`, `lockout_window` and `max_guess_rate` of `[declarations]`, checked.
+fn lockout_declarations(
+    d: &mut Diag,
+    decl: &super::model::Declarations,
+) -> (Option<usize>, Option<Duration>, u32) {
+    let after = match &decl.lockout_after {
+        Some(n) if *n.get_ref() == 0 => {
+            d.at(
+                Some(n.span()),
+                "lockout_after must be at least 1",
+                Some("the number of consecutive wrong passwords after which the unit locks or throttles"),
+            );
+            None
+        }
+        Some(n) => Some(*n.get_ref()),
+        None => None,
+    };
+    let window = decl
+        .lockout_window
+        .as_ref()
+        .and_then(|s| parse_duration(d, s));
+    let rate = match &decl.max_guess_rate {
+        Some(r) if *r.get_ref() == 0 => {
+            d.at(
+                Some(r.span()),
+                "max_guess_rate must be at least 1 (guesses per hour)",
+                None,
+            );
+            super::DEFAULT_MAX_GUESS_RATE
+        }
+        Some(r) => *r.get_ref(),
+        None => super::DEFAULT_MAX_GUESS_RATE,
+    };
+    (after, window, rate)
+}
+
 fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
     let Some(model) = &raw.model else {
         d.at(
@@ -354,12 +404,16 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
         Some(s) => parse_duration(d, s).unwrap_or(Duration::from_millis(800)),
         None => Duration::from_millis(800),
     };
+    let (lockout_after, lockout_window, max_guess_rate) = lockout_declarations(d, &decl);
     let declarations = Declarations {
         password_mechanism: decl.password_mechanism.as_ref().map(|m| *m.get_ref()),
         login_user: decl.login_user.clone().unwrap_or_else(|| "admin".into()),
         min_password_length: decl.min_password_length.unwrap_or(8),
         brute_force_attempts: decl.brute_force_attempts.unwrap_or(8).clamp(2, 1000),
         throttle_threshold,
+        lockout_after,
+        lockout_window,
+        max_guess_rate,
         public_identifiers: decl.public_identifiers.clone(),
         update: decl.update.as_ref().map(|u| {
             let resolve = |d: &mut Diag, p: &Spanned<String>| {
@@ -453,23 +507,45 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
             Some(t) => parse_duration(d, t)?,
             None => Duration::from_secs(20),
         };
+        // Arguments and environment: `{emulator.*}` does not exist yet; secrets only in `env`.
+        let emulator_template = |d: &mut Diag, what: &str, src: &Spanned<String>, secrets: bool| {
+            let t = parse_template(d, src.span(), src.get_ref())?;
+            for v in t.vars() {
+                if v.starts_with("emulator.") {
+                    d.at(Some(src.span()), format!("{what} {:?} uses {{{v}}}, which only exists once the emulator is ready", src.get_ref()), None);
+                } else if v.starts_with("secret.") && !secrets {
+                    d.at(
+                        Some(src.span()),
+                        format!("{what} {:?} uses {{{v}}}: a process's arguments are visible to every user of the machine (ps, /proc/PID/cmdline)", src.get_ref()),
+                        Some("pass secrets in the environment instead: [emulator] env = { HILSEC_SIM_PASSWORD = \"{secret.password}\" }"),
+                    );
+                } else if let Err(msg) = check_global_var(v, &BTreeSet::new()) {
+                    d.at(Some(src.span()), msg, None);
+                }
+            }
+            Some(t)
+        };
         let mut args = Vec::new();
         for a in &e.args {
-            if let Some(t) = parse_template(d, span.clone(), a) {
-                for v in t.vars() {
-                    if v.starts_with("emulator.") {
-                        d.at(Some(span.clone()), format!("emulator argument {a:?} uses {{{v}}}, which only exists once the emulator is ready"), None);
-                    } else if let Err(msg) = check_global_var(v, &BTreeSet::new()) {
-                        d.at(Some(span.clone()), msg, None);
-                    }
-                }
+            if let Some(t) = emulator_template(d, "emulator argument", a, false) {
                 args.push(t);
+            }
+        }
+        let mut env = Vec::new();
+        for (k, v) in &e.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                d.at(Some(v.span()), format!("{k:?} is not an environment variable name"), Some("use names like HILSEC_SIM_PASSWORD"));
+                continue;
+            }
+            if let Some(t) = emulator_template(d, &format!("emulator env {k}"), v, true) {
+                env.push((k.clone(), t));
             }
         }
         Some(Emulator {
             kind,
             command,
             args,
+            env,
             ready,
             ready_timeout,
         })
@@ -619,7 +695,12 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
     }
 
     // Actions: first the names and parameters (calls may point forward), then the steps.
-    let default_iface = raw.interfaces.keys().next().cloned();
+    // The default interface is the first one written in the file.
+    let default_iface = raw
+        .interfaces
+        .iter()
+        .min_by_key(|(_, i)| i.span().start)
+        .map(|(n, _)| n.clone());
     let mut actions = BTreeMap::new();
     for (name, act) in &raw.actions {
         let a = act.get_ref();
@@ -658,6 +739,7 @@ fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
                         &interfaces,
                         known,
                         &emulator_vars,
+                        &a.params,
                     )
                 })
                 .collect::<Vec<_>>()
@@ -776,6 +858,7 @@ fn build_step(
     interfaces: &BTreeMap<String, Interface>,
     known: &mut BTreeSet<String>,
     emulator_vars: &BTreeSet<String>,
+    params: &[String],
 ) -> Option<Step> {
     let span = step.span();
     let s = step.get_ref();
@@ -797,6 +880,41 @@ fn build_step(
         return None;
     }
     let verb = verbs[0];
+    // Keys a verb does not use are errors, not silently ignored.
+    let takes_outcomes = matches!(
+        verb,
+        "expect" | "await" | "get" | "read_holding" | "read_input" | "read_coils" | "read_discrete"
+    );
+    for (key, present, ok) in [
+        (
+            "accept",
+            s.accept.as_ref().map(|a| a.span()),
+            takes_outcomes,
+        ),
+        (
+            "reject",
+            s.reject.as_ref().map(|a| a.span()),
+            takes_outcomes,
+        ),
+        (
+            "timeout",
+            s.timeout.as_ref().map(|a| a.span()),
+            !matches!(verb, "wait" | "call" | "chunks" | "publish" | "get"),
+        ),
+    ] {
+        if let (Some(sp), false) = (present, ok) {
+            d.at(
+                Some(sp),
+                format!("action {action:?}: a `{verb}` step does not take `{key}`"),
+                Some(match key {
+                    "timeout" if verb == "get" => "an HTTP request waits as long as its interface's `timeout`; set it there",
+                    "timeout" => "only steps that wait for the device take `timeout` (send, expect, await, Modbus steps)",
+                    _ => "`accept` and `reject` go with `expect` (console), `await`, Modbus reads and `get`",
+                }),
+            );
+            return None;
+        }
+    }
     let on = match &s.on {
         Some(on) => {
             if !raw.interfaces.contains_key(on.get_ref()) {
@@ -850,16 +968,34 @@ fn build_step(
     let check_vars = |d: &mut Diag, t: &Template, known: &BTreeSet<String>| {
         for v in t.vars() {
             if v.contains('.') {
-                let base = v.split('.').next().unwrap_or("");
+                let (base, field) = v.split_once('.').unwrap_or((v, ""));
+                if params.iter().any(|p| p == base) {
+                    // `{image.size}` of a data parameter.
+                    if !matches!(field, "size" | "size_hi" | "size_lo") {
+                        d.at(
+                            Some(span.clone()),
+                            format!("action {action:?}: {{{v}}}: a parameter has only {{{base}.size}}, {{{base}.size_hi}} and {{{base}.size_lo}} (when bytes are passed)"),
+                            None,
+                        );
+                    }
+                    continue;
+                }
                 if known.contains(base) {
-                    // `{image.size}` of a data parameter, `{NAME.0}` of a register capture.
+                    // `{NAME.0}` of a register capture.
+                    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+                        d.at(
+                            Some(span.clone()),
+                            format!("action {action:?}: {{{v}}}: a capture has only numbered parts ({{{base}.0}}, {{{base}.1}}, ...)"),
+                            None,
+                        );
+                    }
                     continue;
                 }
                 if let Err(msg) = check_global_var(v, emulator_vars) {
                     d.at(
                         Some(span.clone()),
                         format!("action {action:?}: {msg}"),
-                        None,
+                        Some("a data parameter's size is {NAME.size} only in an action whose `params` include NAME; the variables are listed under Templates in boards/README.md"),
                     );
                 }
             } else if !known.contains(v) {
@@ -902,15 +1038,21 @@ fn build_step(
                 on,
                 text: t,
                 flush: s.flush.unwrap_or(false),
+                timeout,
             })
         }
         "expect" => {
             let pattern = compile_bytes_regex(d, s.expect.as_ref()?, "expect")?;
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
             let reject = regex_opt(d, &s.reject, "reject").ok()?;
             known.extend(pattern.capture_names().flatten().map(str::to_string));
+            if let Some(a) = &accept {
+                known.extend(a.capture_names().flatten().map(str::to_string));
+            }
             Some(Step::Expect {
                 on,
                 pattern,
+                accept,
                 reject,
                 timeout,
             })
@@ -927,7 +1069,7 @@ fn build_step(
                 let mut stack: Vec<&Spanned<StepSection>> = callee.get_ref().steps.iter().collect();
                 while let Some(st) = stack.pop() {
                     let st_ref = st.get_ref();
-                    if let Some(p) = &st_ref.expect {
+                    for p in [&st_ref.expect, &st_ref.accept].into_iter().flatten() {
                         if let Ok(r) = regex::bytes::Regex::new(p.get_ref()) {
                             known.extend(r.capture_names().flatten().map(str::to_string));
                         }
@@ -986,6 +1128,7 @@ fn build_step(
                     interfaces,
                     &mut inner_known,
                     emulator_vars,
+                    params,
                 ) {
                     steps.push(st);
                 }
@@ -1035,12 +1178,17 @@ fn build_step(
                 Some(p) => compile_bytes_regex(d, p, "expect")?,
                 None => regex::bytes::Regex::new("").ok()?,
             };
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
             let reject = regex_opt(d, &s.reject, "reject").ok()?;
             known.extend(pattern.capture_names().flatten().map(str::to_string));
+            if let Some(a) = &accept {
+                known.extend(a.capture_names().flatten().map(str::to_string));
+            }
             Some(Step::Await {
                 on,
                 filter,
                 pattern,
+                accept,
                 reject,
                 timeout,
             })
@@ -1062,8 +1210,9 @@ fn build_step(
                 return None;
             }
             let pattern = regex_opt(d, &s.expect, "expect").ok()?;
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
             let reject = regex_opt(d, &s.reject, "reject").ok()?;
-            if let Some(p) = &pattern {
+            for p in [&pattern, &accept].into_iter().flatten() {
                 known.extend(p.capture_names().flatten().map(str::to_string));
             }
             if let Some(c) = &s.capture {
@@ -1075,6 +1224,7 @@ fn build_step(
                 address: address?,
                 count,
                 pattern,
+                accept,
                 reject,
                 capture: s.capture.clone(),
                 timeout,
@@ -1144,13 +1294,18 @@ fn build_step(
                 Some(p) => compile_bytes_regex(d, p, "expect")?,
                 None => regex::bytes::Regex::new("").ok()?,
             };
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
             let reject = regex_opt(d, &s.reject, "reject").ok()?;
             known.extend(pattern.capture_names().flatten().map(str::to_string));
+            if let Some(a) = &accept {
+                known.extend(a.capture_names().flatten().map(str::to_string));
+            }
             Some(Step::HttpGet {
                 on,
                 url,
                 auth,
                 pattern,
+                accept,
                 reject,
             })
         }
@@ -1421,6 +1576,7 @@ fn build_unit(
     };
     if let Some(e) = &model.emulator {
         e.args.iter().for_each(&mut collect);
+        e.env.iter().map(|(_, t)| t).for_each(&mut collect);
     }
     for i in model.interfaces.values() {
         i.templates().into_iter().for_each(&mut collect);
@@ -1510,4 +1666,204 @@ fn resolve_secret(
         return None;
     }
     Some(SecretSpec::FromAction { action, capture })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `text` as a board file; the errors, or the model.
+    fn load(name: &str, text: &str) -> Result<Arc<Model>, Vec<BoardError>> {
+        let dir = std::env::temp_dir().join(format!("hilsec-load-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("board.toml");
+        std::fs::write(&file, text).expect("write");
+        let r = load_boards(std::slice::from_ref(&file), LoadMode::Check);
+        let _ = std::fs::remove_dir_all(&dir);
+        r.map(|mut b| b.remove(0).model).map_err(|e| e.0)
+    }
+
+    /// The one error of `text`: its line, column and message.
+    fn error(name: &str, text: &str) -> (usize, usize, String, Option<String>) {
+        let errs = load(name, text).expect_err("a load error");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let e = &errs[0];
+        (e.line, e.col, e.message.clone(), e.help.clone())
+    }
+
+    const HEAD: &str =
+        "[model]\nname = \"T\"\n\n[interfaces.console]\nkind = \"serial\"\npath = \"/dev/null\"\n";
+
+    #[test]
+    fn accept_is_parsed_on_expect_await_reads_and_get() {
+        let text = format!(
+            "{HEAD}
+[interfaces.mqtt]
+kind = \"mqtt\"
+
+[interfaces.modbus]
+kind = \"modbus-tcp\"
+address = \"127.0.0.1:502\"
+
+[interfaces.web]
+kind = \"http\"
+
+[actions.login]
+steps = [
+  {{ send = \"admin\\n\" }},
+  {{ expect = 'Password: $', accept = '(?P<prompt>[#$]) $', reject = 'Login incorrect' }},
+  {{ send = \"{{prompt}}\\n\" }},
+  {{ await = \"t\", on = \"mqtt\", expect = 'a', accept = 'b' }},
+  {{ read_holding = 1, on = \"modbus\", expect = '^1$', accept = '^2$' }},
+  {{ get = \"http://x/\", on = \"web\", expect = '^HTTP 401', accept = '^HTTP 200' }},
+]
+"
+        );
+        let m = load("accept", &text).expect("loads");
+        let steps = &m.actions["login"].steps;
+        match &steps[1] {
+            Step::Expect { accept, reject, .. } => {
+                assert_eq!(
+                    accept.as_ref().map(|r| r.as_str()),
+                    Some("(?P<prompt>[#$]) $")
+                );
+                assert!(reject.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &steps[3],
+            Step::Await {
+                accept: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &steps[4],
+            Step::ModbusRead {
+                accept: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &steps[5],
+            Step::HttpGet {
+                accept: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_bad_accept_regex_names_its_place() {
+        let text = format!(
+            "{HEAD}
+[actions.login]
+steps = [
+  {{ expect = 'Password: $', accept = '([#$] $' }},
+]
+"
+        );
+        let (line, col, msg, help) = error("bad-accept", &text);
+        assert_eq!((line, col), (10, 38), "{msg}");
+        assert!(msg.contains("invalid regex in `accept`"), "{msg}");
+        assert!(help.is_some());
+    }
+
+    #[test]
+    fn keys_a_verb_ignores_are_refused() {
+        for (step, key) in [
+            ("{ send = \"x\", accept = 'y' }", "accept"),
+            ("{ wait = \"1s\", timeout = \"2s\" }", "timeout"),
+            ("{ send = \"x\", reject = 'y' }", "reject"),
+        ] {
+            let text = format!("{HEAD}\n[actions.a]\nsteps = [\n  {step},\n]\n");
+            let (line, _col, msg, help) = error("ignored", &text);
+            assert_eq!(line, 10, "{msg}");
+            assert!(msg.contains(&format!("does not take `{key}`")), "{msg}");
+            assert!(help.is_some());
+        }
+    }
+
+    #[test]
+    fn a_send_timeout_is_honoured() {
+        let text =
+            format!("{HEAD}\n[actions.a]\nsteps = [\n  {{ send = \"x\", timeout = \"3s\" }},\n]\n");
+        let m = load("send-timeout", &text).expect("loads");
+        match &m.actions["a"].steps[0] {
+            Step::Send { timeout, .. } => assert_eq!(*timeout, Duration::from_secs(3)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let text = format!("{HEAD}\n[actions.a]\nsteps = [\n  {{ wait = \"100000h\" }},\n]\n");
+        let (line, col, msg, _) = error("long", &text);
+        assert_eq!((line, col), (10, 12), "{msg}");
+        assert!(msg.contains("longer than 24 hours"), "{msg}");
+        let text = format!("{HEAD}\n[actions.a]\nsteps = [\n  {{ wait = \"24h\" }},\n]\n");
+        assert!(load("day", &text).is_ok());
+    }
+
+    #[test]
+    fn unknown_template_variables_are_refused() {
+        for (tmpl, words) in [
+            ("{foo.bar}", "unknown variable {foo.bar}"),
+            ("{image.size}", "unknown variable {image.size}"),
+            ("{user.size_lo}x{user.nope}", "{user.nope}"),
+        ] {
+            let text = format!(
+                "{HEAD}\n[actions.a]\nparams = [\"user\"]\nsteps = [\n  {{ send = \"{tmpl}\" }},\n]\n"
+            );
+            let (line, col, msg, _) = error("vars", &text);
+            assert_eq!((line, col), (11, 3), "{msg}");
+            assert!(msg.contains(words), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_default_interface_is_the_first_written() {
+        let text = "[model]\nname = \"T\"\n\n[interfaces.zconsole]\nkind = \"serial\"\npath = \"/dev/null\"\n\n[interfaces.amqtt]\nkind = \"mqtt\"\n\n[actions.a]\nsteps = [ { send = \"x\" } ]\n";
+        let m = load("default-iface", text).expect("loads");
+        match &m.actions["a"].steps[0] {
+            Step::Send { on, .. } => assert_eq!(on, "zconsole"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_go_in_the_emulator_environment_not_its_arguments() {
+        let text = format!(
+            "{HEAD}
+[emulator]
+kind = \"process\"
+command = \"sim\"
+args = [\"--unit\", \"{{unit.name}}\",
+        \"--password\", \"{{secret.password}}\"]
+env = {{ SIM_PASSWORD = \"{{secret.password}}\", SIM_UNIT = \"{{unit.name}}\" }}
+ready = 'ready'
+"
+        );
+        let (line, col, msg, help) = error("args-secret", &text);
+        assert_eq!((line, col), (12, 23), "{msg}");
+        assert!(
+            msg.contains("{secret.password}") && msg.contains("cmdline"),
+            "{msg}"
+        );
+        assert!(help.unwrap_or_default().contains("env = {"));
+
+        let ok = text.replace(",\n        \"--password\", \"{secret.password}\"", "");
+        let m = load("env-secret", &ok).expect("loads");
+        let e = m.emulator.as_ref().expect("emulator");
+        let names: Vec<&str> = e.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["SIM_PASSWORD", "SIM_UNIT"]);
+        let env_emulator = text.replace("SIM_UNIT = \"{unit.name}\"", "SIM_X = \"{emulator.x}\"");
+        let errs = load("env-emulator", &env_emulator).expect_err("refused");
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("only exists once the emulator is ready")),
+            "{errs:?}"
+        );
+    }
 }

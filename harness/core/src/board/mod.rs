@@ -48,6 +48,10 @@ impl Model {
     }
 }
 
+/// Default of `max_guess_rate`: 360 guesses per hour per login surface (one per 10 s). See
+/// README.md, "Verdict rules", for why.
+pub const DEFAULT_MAX_GUESS_RATE: u32 = 360;
+
 /// The manufacturer's declarations with defaults applied.
 #[derive(Debug, Clone)]
 pub struct Declarations {
@@ -56,6 +60,12 @@ pub struct Declarations {
     pub min_password_length: usize,
     pub brute_force_attempts: usize,
     pub throttle_threshold: Duration,
+    /// Consecutive failures before the unit locks out or throttles, when declared.
+    pub lockout_after: Option<usize>,
+    /// Declared length of a lockout.
+    pub lockout_window: Option<Duration>,
+    /// Guesses per hour per login surface above which brute force counts as practicable.
+    pub max_guess_rate: u32,
     pub public_identifiers: Vec<String>,
     pub update: Option<UpdateDeclarations>,
     pub disclosure: Option<DisclosureDeclarations>,
@@ -110,6 +120,8 @@ pub struct Emulator {
     pub kind: EmulatorKind,
     pub command: String,
     pub args: Vec<Template>,
+    /// Environment of the process (name, template), in file order; may carry secrets.
+    pub env: Vec<(String, Template)>,
     pub ready: regex::Regex,
     pub ready_timeout: Duration,
 }
@@ -254,10 +266,14 @@ pub enum Step {
         on: String,
         text: Template,
         flush: bool,
+        /// How long the device may take to take the bytes.
+        timeout: Duration,
     },
     Expect {
         on: String,
         pattern: Regex,
+        /// Matching first: the action is done and accepted; its remaining steps are skipped.
+        accept: Option<Regex>,
         reject: Option<Regex>,
         timeout: Duration,
     },
@@ -284,6 +300,7 @@ pub enum Step {
         on: String,
         filter: Template,
         pattern: Regex,
+        accept: Option<Regex>,
         reject: Option<Regex>,
         timeout: Duration,
     },
@@ -293,6 +310,7 @@ pub enum Step {
         address: u16,
         count: u16,
         pattern: Option<Regex>,
+        accept: Option<Regex>,
         reject: Option<Regex>,
         capture: Option<String>,
         timeout: Duration,
@@ -315,6 +333,7 @@ pub enum Step {
         url: Template,
         auth: Option<(Template, Template)>,
         pattern: Regex,
+        accept: Option<Regex>,
         reject: Option<Regex>,
     },
 }
@@ -426,7 +445,7 @@ pub enum SecretSpec {
 impl std::fmt::Debug for SecretSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SecretSpec::Known(_) => f.write_str("Known(«redacted»)"),
+            SecretSpec::Known(_) => write!(f, "Known({})", crate::secret::REDACTED),
             SecretSpec::FromAction { action, capture } => {
                 write!(f, "FromAction({action}.{capture})")
             }
@@ -436,3 +455,7 @@ impl std::fmt::Debug for SecretSpec {
 
 /// Default timeout of a step when neither it nor its interface sets one.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest duration a board file may write (timeouts, waits, thresholds): longer ones are
+/// typos, and would overflow deadlines at run time.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);

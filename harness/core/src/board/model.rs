@@ -54,6 +54,14 @@ pub struct Declarations {
     pub brute_force_attempts: Option<usize>,
     /// Extra delay per attempt that counts as throttling (default "800ms").
     pub throttle_threshold: Option<Spanned<String>>,
+    /// Consecutive failures after which the unit locks the account or starts throttling
+    /// (the password suite resets the counter with the unit's own password before reaching it).
+    pub lockout_after: Option<Spanned<usize>>,
+    /// How long a lockout lasts, e.g. "60s" (the suite checks the unit answers again after it).
+    pub lockout_window: Option<Spanned<String>>,
+    /// Highest achievable guess rate per login surface, in attempts per hour, that still counts
+    /// as impracticable brute force (default 360).
+    pub max_guess_rate: Option<Spanned<u32>>,
     /// Further public identifiers of the product a password must not be derived from
     /// (e.g. the Wi-Fi SSID printed on the box).
     #[serde(default)]
@@ -116,9 +124,14 @@ pub struct EmulatorSection {
     /// Program to start; defaults to `hilsec-simdev` for `sim`, `qemu-system-arm` for `qemu`,
     /// `renode` for `renode`.
     pub command: Option<String>,
-    /// Arguments, templated with `{unit.*}`, `{model.*}` and `{secret.*}`.
+    /// Arguments, templated with `{unit.*}` and `{model.*}`. `{secret.*}` is refused here:
+    /// every user of the machine can read a process's arguments (`ps`, /proc/PID/cmdline).
     #[serde(default)]
-    pub args: Vec<String>,
+    pub args: Vec<Spanned<String>>,
+    /// Environment variables of the process (templated; secrets allowed: a process's
+    /// environment is readable only by its owner).
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
     /// Regex matched against the emulator's standard output and standard error; its named
     /// captures become `{emulator.NAME}` variables (e.g. the pseudo-terminal it created).
     pub ready: Spanned<String>,
@@ -188,6 +201,10 @@ pub struct StepSection {
     pub expect: Option<Spanned<String>>,
     /// With `expect`: a regex that, if it matches first, means the device refused.
     pub reject: Option<Spanned<String>>,
+    /// With `expect` (console), `await`, Modbus reads and `get`: a regex that, if it matches
+    /// first, means the device is already done (e.g. a shell right after the user name): the
+    /// action's remaining steps are skipped and it counts as accepted.
+    pub accept: Option<Spanned<String>>,
     /// Pause, e.g. "500ms".
     pub wait: Option<Spanned<String>>,
     /// Run another action of this board.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::transcript::{escape, Direction, Transcript};
+use crate::transcript::{Direction, Transcript};
 
 /// Bodies longer than this are cut (and flagged `truncated`).
 pub const DEFAULT_MAX_BODY: usize = 2 << 20;
@@ -143,11 +143,15 @@ fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
     }
 }
 
-fn show(body: &[u8]) -> String {
+/// The body as the transcript records it: raw bytes, capped. Raw, because the transcript
+/// escapes when it renders (escaping here too showed `\\n` in evidence).
+fn shown_body(body: &[u8]) -> Vec<u8> {
     if body.len() <= SHOWN {
-        escape(body)
+        body.to_vec()
     } else {
-        format!("{}… ({} bytes)", escape(&body[..SHOWN]), body.len())
+        let mut v = body[..SHOWN].to_vec();
+        v.extend_from_slice(format!("… ({} bytes)", body.len()).as_bytes());
+        v
     }
 }
 
@@ -326,21 +330,19 @@ impl HttpClient {
                     }
                 }
             }
-            transcript.record(
-                Direction::Rx,
-                iface,
-                format!(
-                    "HTTP {status} {}{}\n{}\n",
-                    content_type.as_deref().unwrap_or("(no content type)"),
-                    if truncated {
-                        format!(", body cut at {} bytes", self.max_body)
-                    } else {
-                        format!(", {} bytes", body.len())
-                    },
-                    show(&body)
-                )
-                .as_bytes(),
-            );
+            let mut shown = format!(
+                "HTTP {status} {}{}\n",
+                content_type.as_deref().unwrap_or("(no content type)"),
+                if truncated {
+                    format!(", body cut at {} bytes", self.max_body)
+                } else {
+                    format!(", {} bytes", body.len())
+                },
+            )
+            .into_bytes();
+            shown.extend_from_slice(&shown_body(&body));
+            shown.push(b'\n');
+            transcript.record(Direction::Rx, iface, &shown);
             return Ok(HttpExchange {
                 url: url.to_string(),
                 final_url: current.to_string(),

@@ -3,9 +3,17 @@
 //! Reads and writes of coils and registers, and Read Device Identification (0x2B/0x0E). Every
 //! request has a timeout; an exception response is a [`LinkError::Protocol`] naming the
 //! exception (e.g. `IllegalDataAddress`), a transport failure is [`LinkError::Closed`]. Each
-//! request and answer is recorded in the transcript.
+//! request and answer is recorded in the transcript: a summary (`read Holding 105 x1`, `= 42`)
+//! and a hex dump of the request and response PDUs as they crossed the wire (taken from the
+//! transport, framing stripped: the MBAP header for TCP, address and CRC for RTU), at most
+//! [`PDU_SHOWN`] bytes each, then `… N more bytes`.
 
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::{ReadCode, Slave};
@@ -14,11 +22,147 @@ use super::serial::LinkError;
 use crate::board::ModbusTable;
 use crate::transcript::{Direction, Transcript};
 
+/// Bytes of each PDU shown in the evidence.
+pub const PDU_SHOWN: usize = 256;
+/// Bytes of a frame kept by the tap (header, PDU shown, trailer).
+const TAP_KEEP: usize = PDU_SHOWN + 16;
+
+/// How a transport frames PDUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// 7-byte MBAP header, then the PDU.
+    Tcp,
+    /// Unit address, PDU, 2-byte CRC.
+    Rtu,
+}
+
+/// Bytes one request wrote and read, bounded.
+#[derive(Debug, Default)]
+struct TapLog {
+    tx: Vec<u8>,
+    tx_total: usize,
+    tx_at: Option<Instant>,
+    rx: Vec<u8>,
+    rx_total: usize,
+    rx_at: Option<Instant>,
+}
+
+impl TapLog {
+    fn take(&mut self) -> TapLog {
+        std::mem::take(self)
+    }
+}
+
+/// A transport that notes what crosses it (bounded), so the evidence shows the PDUs.
+#[derive(Debug)]
+struct Tap<T> {
+    inner: T,
+    log: Arc<Mutex<TapLog>>,
+}
+
+impl<T> Tap<T> {
+    fn with_log(&self, f: impl FnOnce(&mut TapLog)) {
+        let mut g = match self.log.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tap<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                me.with_log(|l| {
+                    l.rx_at.get_or_insert_with(Instant::now);
+                    l.rx_total += new.len();
+                    let room = TAP_KEEP.saturating_sub(l.rx.len());
+                    l.rx.extend_from_slice(&new[..new.len().min(room)]);
+                });
+            }
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tap<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            let n = *n;
+            me.with_log(|l| {
+                l.tx_at.get_or_insert_with(Instant::now);
+                l.tx_total += n;
+                let room = TAP_KEEP.saturating_sub(l.tx.len());
+                l.tx.extend_from_slice(&buf[..n.min(room)]);
+            });
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// `pdu 03 00 69 00 01` from a frame (`kept` of `total` bytes), framing stripped; at most
+/// [`PDU_SHOWN`] bytes, then `… N more bytes`.
+fn pdu_dump(framing: Framing, kept: &[u8], total: usize) -> String {
+    let (head, tail) = match framing {
+        Framing::Tcp => (7, 0),
+        Framing::Rtu => (1, 2),
+    };
+    if total < head + tail + 1 {
+        // Not a whole frame: show what there is.
+        return format!("frame (incomplete) {}", hex(kept));
+    }
+    let pdu_len = total - head - tail;
+    let end = (head + pdu_len).min(kept.len());
+    let pdu = &kept[head.min(end)..end];
+    let shown = &pdu[..pdu.len().min(PDU_SHOWN)];
+    let mut s = format!("pdu {}", hex(shown));
+    if pdu_len > shown.len() {
+        s.push_str(&format!(" … {} more bytes", pdu_len - shown.len()));
+    }
+    s
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 3);
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
 pub struct ModbusLink {
     name: String,
     ctx: Context,
     closed: Option<String>,
     transcript: Transcript,
+    tap: Arc<Mutex<TapLog>>,
+    framing: Framing,
 }
 
 /// Identification objects 0x00..=0x05 by name, as `identify` steps capture them.
@@ -56,11 +200,18 @@ impl ModbusLink {
         transcript.note(format!(
             "{name}: connected to Modbus TCP {addr}, unit {unit_id}"
         ));
+        let tap = Arc::new(Mutex::new(TapLog::default()));
+        let stream = Tap {
+            inner: stream,
+            log: tap.clone(),
+        };
         Ok(ModbusLink {
             name: name.to_string(),
             ctx: tokio_modbus::client::tcp::attach_slave(stream, Slave(unit_id)),
             closed: None,
             transcript,
+            tap,
+            framing: Framing::Tcp,
         })
     }
 
@@ -76,11 +227,18 @@ impl ModbusLink {
         transcript.note(format!(
             "{name}: connected to Modbus RTU over TCP {addr}, unit {unit_id}"
         ));
+        let tap = Arc::new(Mutex::new(TapLog::default()));
+        let stream = Tap {
+            inner: stream,
+            log: tap.clone(),
+        };
         Ok(ModbusLink {
             name: name.to_string(),
             ctx: tokio_modbus::client::rtu::attach_slave(stream, Slave(unit_id)),
             closed: None,
             transcript,
+            tap,
+            framing: Framing::Rtu,
         })
     }
 
@@ -110,11 +268,18 @@ impl ModbusLink {
         transcript.note(format!(
             "{name}: opened Modbus RTU {path} at {baud} baud, unit {unit_id}"
         ));
+        let tap = Arc::new(Mutex::new(TapLog::default()));
+        let port = Tap {
+            inner: port,
+            log: tap.clone(),
+        };
         Ok(ModbusLink {
             name: name.to_string(),
             ctx: tokio_modbus::client::rtu::attach_slave(port, Slave(unit_id)),
             closed: None,
             transcript,
+            tap,
+            framing: Framing::Rtu,
         })
     }
 
@@ -147,7 +312,31 @@ impl ModbusLink {
             return Err(LinkError::Closed(c.clone()));
         }
         self.tx(&format!("{what}\n"));
-        match tokio::time::timeout(timeout, f(&mut self.ctx)).await {
+        let take = |tap: &Arc<Mutex<TapLog>>| match tap.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        // Bytes of an earlier request that arrived late are not this request's.
+        take(&self.tap);
+        let result = tokio::time::timeout(timeout, f(&mut self.ctx)).await;
+        let log = take(&self.tap);
+        if log.tx_total > 0 {
+            self.transcript.record_at(
+                Direction::Tx,
+                &self.name,
+                format!("{}\n", pdu_dump(self.framing, &log.tx, log.tx_total)).as_bytes(),
+                log.tx_at.unwrap_or_else(Instant::now),
+            );
+        }
+        if log.rx_total > 0 {
+            self.transcript.record_at(
+                Direction::Rx,
+                &self.name,
+                format!("{}\n", pdu_dump(self.framing, &log.rx, log.rx_total)).as_bytes(),
+                log.rx_at.unwrap_or_else(Instant::now),
+            );
+        }
+        match result {
             Err(_) => {
                 // A late answer would be taken for the next request's: start afresh.
                 self.closed = Some(format!("no answer to {what} within {timeout:?}"));

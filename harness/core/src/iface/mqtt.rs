@@ -4,16 +4,17 @@
 //! publishes over a bounded channel (a device flooding a topic fills the channel and the
 //! broker's queue, not our memory). Subscriptions are made before the steps that trigger the
 //! answer, and acknowledged, so a fast device's reply is never missed. Every message in and out
-//! goes to the transcript, with payloads shown escaped and capped.
+//! goes to the transcript with the instant it arrived, payloads capped (the transcript escapes
+//! them once when rendered).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
-use super::serial::{LinkError, Matched};
+use super::serial::{LinkError, Matched, Outcomes};
 use crate::transcript::{escape, Direction, Transcript};
 
 /// Largest MQTT packet accepted or sent (an update chunk fits many times).
@@ -26,7 +27,11 @@ const SHOWN: usize = 512;
 enum Incoming {
     Connected,
     SubAck,
-    Message { topic: String, payload: Vec<u8> },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+        at: Instant,
+    },
     Closed(String),
 }
 
@@ -64,12 +69,26 @@ fn qos(q: u8) -> QoS {
     }
 }
 
+/// A payload for error messages: escaped, capped.
 fn show(payload: &[u8]) -> String {
     if payload.len() <= SHOWN {
         escape(payload)
     } else {
         format!("{}… ({} bytes)", escape(&payload[..SHOWN]), payload.len())
     }
+}
+
+/// What the transcript records of a message: `[topic] ` and the raw payload, capped. Raw,
+/// because the transcript escapes when it renders (escaping here too showed `\\n`).
+fn evidence(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut v = format!("[{topic}] ").into_bytes();
+    if payload.len() <= SHOWN {
+        v.extend_from_slice(payload);
+    } else {
+        v.extend_from_slice(&payload[..SHOWN]);
+        v.extend_from_slice(format!("… ({} bytes)", payload.len()).as_bytes());
+    }
+    v
 }
 
 /// Splits `host:port`.
@@ -113,6 +132,7 @@ impl MqttLink {
                     Ok(Event::Incoming(Packet::Publish(p))) => Incoming::Message {
                         topic: p.topic.clone(),
                         payload: p.payload.to_vec(),
+                        at: Instant::now(),
                     },
                     Ok(_) => continue,
                     Err(e) => {
@@ -175,6 +195,39 @@ impl MqttLink {
         }
     }
 
+    /// At the start of a test: messages that arrived since the last read go into the current
+    /// transcript marked *before test* (at most [`QUEUE`] of them, each capped), then are
+    /// dropped, so the test's first `await` only sees messages that came after.
+    pub fn drain_before_test(&mut self) -> usize {
+        // Messages already in `pending` were recorded in the previous test's transcript.
+        self.pending.clear();
+        let mut n = 0;
+        while n < QUEUE {
+            let Ok(m) = self.rx.try_recv() else { break };
+            match m {
+                Incoming::Message { topic, payload, at } => {
+                    n += 1;
+                    self.transcript.record_before_test(
+                        Direction::Rx,
+                        &self.name,
+                        &evidence(&topic, &payload),
+                        at,
+                    );
+                }
+                Incoming::Closed(e) => {
+                    self.transcript.note(format!(
+                        "{}: connection lost before the test: {e}",
+                        self.name
+                    ));
+                    self.closed = Some(e);
+                    break;
+                }
+                Incoming::Connected | Incoming::SubAck => {}
+            }
+        }
+        n
+    }
+
     /// Receives the next event within `deadline`, keeping messages in `pending`.
     async fn pump(&mut self, deadline: Instant) -> Result<Option<Incoming>, LinkError> {
         if let Some(c) = &self.closed {
@@ -188,11 +241,12 @@ impl MqttLink {
                     .note(format!("{}: connection lost: {e}", self.name));
                 Err(LinkError::Closed(e))
             }
-            Ok(Some(Incoming::Message { topic, payload })) => {
-                self.transcript.record(
+            Ok(Some(Incoming::Message { topic, payload, at })) => {
+                self.transcript.record_at(
                     Direction::Rx,
                     &self.name,
-                    format!("[{topic}] {}", show(&payload)).as_bytes(),
+                    &evidence(&topic, &payload),
+                    at,
                 );
                 if self.pending.len() >= QUEUE {
                     self.pending.pop_front();
@@ -254,14 +308,10 @@ impl MqttLink {
             return Err(LinkError::Closed(c.clone()));
         }
         let text = match shown {
-            Some(s) => s.to_string(),
-            None => show(&payload),
+            Some(s) => evidence(topic, s.as_bytes()),
+            None => evidence(topic, &payload),
         };
-        self.transcript.record(
-            Direction::Tx,
-            &self.name,
-            format!("[{topic}] {text}").as_bytes(),
-        );
+        self.transcript.record(Direction::Tx, &self.name, &text);
         self.client
             .publish(topic, qos(q), retain, payload)
             .await
@@ -277,6 +327,20 @@ impl MqttLink {
         reject: Option<&Regex>,
         timeout: Duration,
     ) -> Result<Matched, LinkError> {
+        let mut o = Outcomes::new(pattern);
+        o.reject = reject;
+        self.await_outcomes(filter, o, timeout).await
+    }
+
+    /// Waits for a message on a topic matching `filter` that one of the outcomes matches. Each
+    /// payload is judged whole: `reject` if it matches, else `accept`, else `expect`; `text` is
+    /// the whole payload.
+    pub async fn await_outcomes(
+        &mut self,
+        filter: &str,
+        outcomes: Outcomes<'_>,
+        timeout: Duration,
+    ) -> Result<Matched, LinkError> {
         self.subscribe(filter, timeout).await?;
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
@@ -286,35 +350,14 @@ impl MqttLink {
                     continue;
                 }
                 last = show(&payload);
-                if let Some(r) = reject {
-                    if r.is_match(&payload) {
-                        return Ok(Matched {
-                            rejected: true,
-                            text: String::from_utf8_lossy(&payload).into_owned(),
-                            captures: BTreeMap::new(),
-                        });
-                    }
-                }
-                if let Some(c) = pattern.captures(&payload) {
-                    let mut captures = BTreeMap::new();
-                    for name in pattern.capture_names().flatten() {
-                        if let Some(m) = c.name(name) {
-                            captures.insert(
-                                name.to_string(),
-                                String::from_utf8_lossy(m.as_bytes()).into_owned(),
-                            );
-                        }
-                    }
-                    return Ok(Matched {
-                        rejected: false,
-                        text: String::from_utf8_lossy(&payload).into_owned(),
-                        captures,
-                    });
+                if let Some(mut m) = outcomes.judge(&payload) {
+                    m.text = String::from_utf8_lossy(&payload).into_owned();
+                    return Ok(m);
                 }
             }
             if Instant::now() >= deadline {
                 return Err(LinkError::Timeout {
-                    pattern: format!("{} on {filter}", pattern.as_str()),
+                    pattern: format!("{} on {filter}", outcomes.describe()),
                     waited: timeout,
                     tail: last,
                 });

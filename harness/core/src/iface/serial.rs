@@ -4,9 +4,13 @@
 //! A reader (a thread for ttys, a task for TCP) forwards chunks over a bounded channel, so a
 //! device that floods cannot grow memory: when the harness is not reading, the reader blocks and
 //! the device's own output buffer fills. The match buffer is bounded too.
+//!
+//! Each chunk carries the instant the reader got it, so the transcript shows when bytes
+//! arrived, not when a step got round to reading them. The tty reader sleeps in `poll(2)` on
+//! the port and on a wake-up pipe: dropping a console wakes it at once, so closing many
+//! consoles costs no read timeouts, and the port is still free when `drop` returns.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +24,35 @@ use crate::transcript::{escape, Direction, Transcript};
 
 /// Most bytes kept for matching; older bytes are discarded first.
 pub const MATCH_BUFFER_CAP: usize = 64 * 1024;
+/// Most bytes left over from before a test that are kept in the new test's evidence (the rest
+/// are counted); see [`Console::drain_before_test`].
+pub const BEFORE_TEST_CAP: usize = 64 * 1024;
+/// Most bytes [`Console::drain_before_test`] reads off a flooding link before it stops.
+const BEFORE_TEST_READ_MAX: usize = 1 << 20;
 const CHUNK: usize = 4096;
+
+/// What a terminal hang-up looks like to the harness: the other side of a pseudo-terminal
+/// closed (the device process exited), or a USB adapter was unplugged.
+fn hangup_message(errno: &str) -> String {
+    format!("the device side of the terminal hung up ({errno})")
+}
+
+/// Maps an I/O error of a tty to a link error: a hang-up (EIO on read or write, EPIPE on
+/// write) is [`LinkError::Closed`], anything else keeps its own text.
+fn tty_error(e: &std::io::Error, writing: bool) -> LinkError {
+    match e.raw_os_error() {
+        Some(libc::EIO) => LinkError::Closed(hangup_message("EIO")),
+        Some(libc::EPIPE) => LinkError::Closed(hangup_message("EPIPE")),
+        Some(libc::ENXIO) => LinkError::Closed("the terminal is gone (ENXIO)".into()),
+        Some(libc::ENODEV) => LinkError::Closed("the terminal is gone (ENODEV)".into()),
+        // serialport reports a POLLHUP before a write as a BrokenPipe error of its own.
+        _ if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            LinkError::Closed(hangup_message("EPIPE"))
+        }
+        _ if writing => LinkError::Write(e.to_string()),
+        _ => LinkError::Closed(format!("read error: {e}")),
+    }
+}
 
 /// Why talking to a console failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +85,8 @@ pub(crate) fn set_cloexec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
 }
 
 enum Chunk {
-    Data(Vec<u8>),
+    /// Bytes and the instant the reader received them.
+    Data(Instant, Vec<u8>),
     Closed(String),
 }
 
@@ -67,9 +100,120 @@ enum Writer {
 pub struct Matched {
     /// True when the `reject` pattern matched instead of the expected one.
     pub rejected: bool,
+    /// True when the `accept` pattern matched: the device is already where the rest of the
+    /// action would have brought it (e.g. a shell right after the user name).
+    pub accepted: bool,
     /// The whole matched text.
     pub text: String,
     pub captures: BTreeMap<String, String>,
+}
+
+/// The outcomes one `expect` waits for: `expect` (go on), and optionally `accept` (done
+/// already) and `reject` (refused). The earliest match in the received bytes wins; on a tie,
+/// `reject` before `accept` before `expect`.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcomes<'a> {
+    pub expect: &'a Regex,
+    pub accept: Option<&'a Regex>,
+    pub reject: Option<&'a Regex>,
+}
+
+impl<'a> Outcomes<'a> {
+    pub fn new(expect: &'a Regex) -> Self {
+        Outcomes {
+            expect,
+            accept: None,
+            reject: None,
+        }
+    }
+
+    /// The pattern(s) waited for, for timeout messages.
+    pub fn describe(&self) -> String {
+        let mut s = self.expect.as_str().to_string();
+        if let Some(a) = self.accept {
+            s.push_str(&format!("/ or accept /{}", a.as_str()));
+        }
+        if let Some(r) = self.reject {
+            s.push_str(&format!("/ or reject /{}", r.as_str()));
+        }
+        s
+    }
+
+    /// Which outcome matches `buf` first (earliest start; ties: reject, accept, expect), and
+    /// where its match ends.
+    fn first_match<'b>(
+        &self,
+        buf: &'b [u8],
+    ) -> Option<(Kind, &'a Regex, regex::bytes::Captures<'b>)> {
+        let mut best: Option<(Kind, &'a Regex, regex::bytes::Captures<'b>)> = None;
+        for (kind, re) in [
+            (Kind::Reject, self.reject),
+            (Kind::Accept, self.accept),
+            (Kind::Expect, Some(self.expect)),
+        ] {
+            let Some(re) = re else { continue };
+            let Some(c) = re.captures(buf) else { continue };
+            let start = c.get(0).map(|m| m.start()).unwrap_or(0);
+            let better = match &best {
+                None => true,
+                Some((_, _, b)) => start < b.get(0).map(|m| m.start()).unwrap_or(0),
+            };
+            if better {
+                best = Some((kind, re, c));
+            }
+        }
+        best
+    }
+
+    /// Judges one whole answer (an MQTT message, an HTTP response, a Modbus read): `reject`
+    /// if it matches anywhere, else `accept`, else `expect`.
+    pub fn judge(&self, answer: &[u8]) -> Option<Matched> {
+        for (kind, re) in [
+            (Kind::Reject, self.reject),
+            (Kind::Accept, self.accept),
+            (Kind::Expect, Some(self.expect)),
+        ] {
+            let Some(re) = re else { continue };
+            if let Some(c) = re.captures(answer) {
+                return Some(matched(kind, re, &c, false));
+            }
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Expect,
+    Accept,
+    Reject,
+}
+
+/// A [`Matched`] from the captures of `re`; `trim` trims captured values (console text).
+fn matched(kind: Kind, re: &Regex, caps: &regex::bytes::Captures<'_>, trim: bool) -> Matched {
+    let mut m = Matched {
+        rejected: kind == Kind::Reject,
+        accepted: kind == Kind::Accept,
+        text: caps
+            .get(0)
+            .map(|w| String::from_utf8_lossy(w.as_bytes()).into_owned())
+            .unwrap_or_default(),
+        captures: BTreeMap::new(),
+    };
+    for name in re.capture_names().flatten() {
+        if let Some(c) = caps.name(name) {
+            let v = String::from_utf8_lossy(c.as_bytes());
+            m.captures.insert(
+                name.to_string(),
+                if trim {
+                    v.trim().to_string()
+                } else {
+                    v.into_owned()
+                },
+            );
+        }
+    }
+    m
 }
 
 /// An open console.
@@ -81,8 +225,11 @@ pub struct Console {
     closed: Option<String>,
     transcript: Transcript,
     stop: Arc<AtomicBool>,
+    /// Write end of the tty reader's wake-up pipe: a byte (or closing it) ends its `poll`.
+    wake: Option<std::os::fd::OwnedFd>,
     /// The tty reader thread, joined on drop: it holds the port (and its exclusive lock) until
-    /// it returns, and a console reopened after a broken link must find the port free.
+    /// it returns, and a console reopened after a broken link must find the port free. The
+    /// wake-up pipe makes it return at once, so the join costs no read timeout.
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -92,16 +239,90 @@ impl Drop for Console {
         // A reader blocked on a full channel wakes up with an error once the channel is closed.
         self.rx.close();
         self.writer = None;
+        // Closing the pipe's write end makes its read end readable (EOF): the reader's poll
+        // returns immediately.
+        self.wake = None;
         if let Some(r) = self.reader.take() {
-            // Returns within one read timeout (50 ms).
             let _ = r.join();
         }
     }
 }
 
+/// A close-on-exec pipe: (read end, write end).
+fn wake_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we pass.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// What one wait of the tty reader brought.
+enum Readable {
+    Data(usize),
+    Woken,
+    Again,
+    Eof,
+    Failed(std::io::Error),
+}
+
+/// Waits until the tty or the wake-up pipe is readable, then reads the tty.
+fn read_tty(tty: std::os::fd::RawFd, wake: std::os::fd::RawFd, buf: &mut [u8]) -> Readable {
+    let mut fds = [
+        libc::pollfd {
+            fd: tty,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // A long timeout only as a safety net: the pipe wakes the reader when it must stop.
+    // SAFETY: poll reads and writes the two pollfd structures we pass.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Readable::Again
+        } else {
+            Readable::Failed(e)
+        };
+    }
+    if fds[1].revents != 0 {
+        return Readable::Woken;
+    }
+    if n == 0 || fds[0].revents == 0 {
+        return Readable::Again;
+    }
+    // SAFETY: read into a buffer we own, at most its length.
+    let r = unsafe { libc::read(tty, buf.as_mut_ptr().cast(), buf.len()) };
+    match r {
+        0 => Readable::Eof,
+        r if r > 0 => Readable::Data(r as usize),
+        _ => {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => Readable::Again,
+                _ => Readable::Failed(e),
+            }
+        }
+    }
+}
+
 impl Console {
-    /// Opens a tty. The reader thread polls with a short timeout so it notices when the console
-    /// is dropped.
+    /// Opens a tty. The reader thread waits in `poll` on the port and on a wake-up pipe that
+    /// dropping the console closes.
     pub fn open_tty(
         name: &str,
         path: &str,
@@ -112,7 +333,7 @@ impl Console {
             endpoint: path.to_string(),
             detail,
         };
-        let port = {
+        let (port, reader_port) = {
             // serialport opens without O_CLOEXEC: a device process spawned meanwhile would
             // inherit the tty and its lock. Opening and marking close-on-exec happen under the
             // same lock that spawning takes.
@@ -124,38 +345,61 @@ impl Console {
                 .open_native()
                 .map_err(|e| open_err(e.to_string()))?;
             set_cloexec(port.as_raw_fd()).map_err(|e| open_err(e.to_string()))?;
-            Box::new(port) as Box<dyn serialport::SerialPort>
+            // The reader owns its own handle on the port (closed when the thread returns).
+            let reader_port = port
+                .try_clone_native()
+                .map_err(|e| open_err(e.to_string()))?;
+            set_cloexec(reader_port.as_raw_fd()).map_err(|e| open_err(e.to_string()))?;
+            (
+                Box::new(port) as Box<dyn serialport::SerialPort>,
+                reader_port,
+            )
         };
-        let mut reader = port.try_clone().map_err(|e| open_err(e.to_string()))?;
+        let (wake_rx, wake_tx) = wake_pipe().map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = mpsc::channel(64);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let reader = std::thread::Builder::new()
             .name(format!("serial-{name}"))
             .spawn(move || {
+                let tty = reader_port.as_raw_fd();
+                let wake = wake_rx.as_raw_fd();
                 let mut buf = vec![0u8; CHUNK];
                 loop {
                     if stop2.load(Ordering::Relaxed) || tx.is_closed() {
-                        return;
+                        break;
                     }
-                    match reader.read(&mut buf) {
-                        Ok(0) => {
-                            let _ = tx.blocking_send(Chunk::Closed("end of file".into()));
-                            return;
-                        }
-                        Ok(n) => {
-                            if tx.blocking_send(Chunk::Data(buf[..n].to_vec())).is_err() {
-                                return;
+                    match read_tty(tty, wake, &mut buf) {
+                        Readable::Data(n) => {
+                            let at = Instant::now();
+                            if tx
+                                .blocking_send(Chunk::Data(at, buf[..n].to_vec()))
+                                .is_err()
+                            {
+                                break;
                             }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let _ = tx.blocking_send(Chunk::Closed(format!("read error: {e}")));
-                            return;
+                        Readable::Again => {}
+                        Readable::Woken => break,
+                        Readable::Eof => {
+                            // The slave side of a pseudo-terminal reads end-of-file once the
+                            // device closed the master: a hang-up like EIO.
+                            let why = hangup_message("end of file");
+                            let _ = tx.blocking_send(Chunk::Closed(why));
+                            break;
+                        }
+                        Readable::Failed(e) => {
+                            let why = match tty_error(&e, false) {
+                                LinkError::Closed(why) => why,
+                                other => other.to_string(),
+                            };
+                            let _ = tx.blocking_send(Chunk::Closed(why));
+                            break;
                         }
                     }
                 }
+                drop(reader_port);
+                drop(wake_rx);
             })
             .map_err(|e| open_err(format!("cannot start reader thread: {e}")))?;
         Ok(Console {
@@ -166,6 +410,7 @@ impl Console {
             closed: None,
             transcript,
             stop,
+            wake: Some(wake_tx),
             reader: Some(reader),
         })
     }
@@ -197,7 +442,7 @@ impl Console {
                     _ = tx.closed() => return,
                     res = r.read(&mut buf) => match res {
                         Ok(0) => { let _ = tx.send(Chunk::Closed("peer closed the connection".into())).await; return; }
-                        Ok(n) => if tx.send(Chunk::Data(buf[..n].to_vec())).await.is_err() { return },
+                        Ok(n) => if tx.send(Chunk::Data(Instant::now(), buf[..n].to_vec())).await.is_err() { return },
                         Err(e) => { let _ = tx.send(Chunk::Closed(format!("read error: {e}"))).await; return; }
                     }
                 }
@@ -211,6 +456,7 @@ impl Console {
             closed: None,
             transcript,
             stop: Arc::new(AtomicBool::new(false)),
+            wake: None,
             reader: None,
         })
     }
@@ -231,6 +477,54 @@ impl Console {
             self.absorb(c);
         }
         self.buf.clear();
+    }
+
+    /// At the start of a test: moves what the device sent since the last read (a late prompt,
+    /// the rest of a flood) into the current transcript marked *before test*, with its arrival
+    /// times, and empties the match buffer, so the test's first `expect` only sees bytes that
+    /// came after. Reads at most 1 MiB off a link that keeps flooding; keeps at most
+    /// [`BEFORE_TEST_CAP`] bytes in the evidence and notes how many more there were. Does not
+    /// wait: only what has already arrived is drained. Returns the bytes drained.
+    pub fn drain_before_test(&mut self) -> usize {
+        // Unmatched bytes of the previous test were already recorded in its own transcript.
+        self.buf.clear();
+        let mut total = 0usize;
+        let mut kept = 0usize;
+        while total < BEFORE_TEST_READ_MAX {
+            let Ok(c) = self.rx.try_recv() else { break };
+            match c {
+                Chunk::Data(at, d) => {
+                    total += d.len();
+                    let keep = d.len().min(BEFORE_TEST_CAP - kept);
+                    if keep > 0 {
+                        self.transcript.record_before_test(
+                            Direction::Rx,
+                            &self.name,
+                            &d[..keep],
+                            at,
+                        );
+                        kept += keep;
+                    }
+                }
+                Chunk::Closed(why) => {
+                    self.transcript.note(format!(
+                        "{}: link closed before the test ({why})",
+                        self.name
+                    ));
+                    self.closed = Some(why);
+                    break;
+                }
+            }
+        }
+        if total > kept {
+            self.transcript.note(format!(
+                "{}: {} further bytes received before the test were not kept",
+                self.name,
+                total - kept
+            ));
+        }
+        self.buf.clear();
+        total
     }
 
     /// Sends bytes; `shown` is what the transcript records (secrets already redacted).
@@ -275,7 +569,15 @@ impl Console {
                 match res {
                     Ok(Ok((port, r))) => {
                         self.writer = Some(Writer::Tty(port));
-                        r.map_err(|e| LinkError::Write(e.to_string()))
+                        r.map_err(|e| {
+                            let err = tty_error(&e, true);
+                            if let LinkError::Closed(why) = &err {
+                                self.transcript
+                                    .note(format!("{}: link closed ({why})", self.name));
+                                self.closed = Some(why.clone());
+                            }
+                            err
+                        })
                     }
                     Ok(Err(e)) => Err(LinkError::Write(format!("writer task failed: {e}"))),
                     Err(_) => Err(LinkError::Write(format!(
@@ -291,8 +593,8 @@ impl Console {
 
     fn absorb(&mut self, c: Chunk) {
         match c {
-            Chunk::Data(d) => {
-                self.transcript.record(Direction::Rx, &self.name, &d);
+            Chunk::Data(at, d) => {
+                self.transcript.record_at(Direction::Rx, &self.name, &d, at);
                 self.buf.extend_from_slice(&d);
                 if self.buf.len() > MATCH_BUFFER_CAP {
                     let cut = self.buf.len() - MATCH_BUFFER_CAP / 2;
@@ -314,9 +616,21 @@ impl Console {
         reject: Option<&Regex>,
         timeout: Duration,
     ) -> Result<Matched, LinkError> {
+        let mut o = Outcomes::new(pattern);
+        o.reject = reject;
+        self.expect_outcomes(o, timeout).await
+    }
+
+    /// Waits until one of the outcomes matches what the device sent since the last match; the
+    /// earliest match in the received bytes wins (see [`Outcomes`]).
+    pub async fn expect_outcomes(
+        &mut self,
+        outcomes: Outcomes<'_>,
+        timeout: Duration,
+    ) -> Result<Matched, LinkError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(m) = self.try_match(pattern, reject) {
+            if let Some(m) = self.try_match(&outcomes) {
                 return Ok(m);
             }
             if let Some(why) = &self.closed {
@@ -324,7 +638,7 @@ impl Console {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(self.timeout_error(pattern, timeout));
+                return Err(self.timeout_error(&outcomes, timeout));
             }
             match tokio::time::timeout(left, self.rx.recv()).await {
                 Ok(Some(c)) => {
@@ -338,52 +652,26 @@ impl Console {
                     }
                 }
                 Ok(None) => self.closed = Some("reader stopped".into()),
-                Err(_) => return Err(self.timeout_error(pattern, timeout)),
+                Err(_) => return Err(self.timeout_error(&outcomes, timeout)),
             }
         }
     }
 
-    fn timeout_error(&self, pattern: &Regex, waited: Duration) -> LinkError {
+    fn timeout_error(&self, outcomes: &Outcomes<'_>, waited: Duration) -> LinkError {
         let tail_start = self.buf.len().saturating_sub(80);
         LinkError::Timeout {
-            pattern: pattern.as_str().to_string(),
+            pattern: outcomes.describe(),
             waited,
             tail: escape(&self.buf[tail_start..]),
         }
     }
 
-    fn try_match(&mut self, pattern: &Regex, reject: Option<&Regex>) -> Option<Matched> {
-        let good = pattern.captures(&self.buf);
-        let bad = reject.and_then(|r| r.captures(&self.buf));
-        let (caps, re, rejected) = match (good, bad) {
-            (Some(g), Some(b)) => {
-                let gs = g.get(0).map(|m| m.start()).unwrap_or(0);
-                let bs = b.get(0).map(|m| m.start()).unwrap_or(0);
-                if bs < gs {
-                    (b, reject?, true)
-                } else {
-                    (g, pattern, false)
-                }
-            }
-            (Some(g), None) => (g, pattern, false),
-            (None, Some(b)) => (b, reject?, true),
-            (None, None) => return None,
+    fn try_match(&mut self, outcomes: &Outcomes<'_>) -> Option<Matched> {
+        let (m, end) = {
+            let (kind, re, caps) = outcomes.first_match(&self.buf)?;
+            let end = caps.get(0)?.end();
+            (matched(kind, re, &caps, true), end)
         };
-        let whole = caps.get(0)?;
-        let end = whole.end();
-        let mut m = Matched {
-            rejected,
-            text: String::from_utf8_lossy(whole.as_bytes()).into_owned(),
-            captures: BTreeMap::new(),
-        };
-        for name in re.capture_names().flatten() {
-            if let Some(c) = caps.name(name) {
-                m.captures.insert(
-                    name.to_string(),
-                    String::from_utf8_lossy(c.as_bytes()).trim().to_string(),
-                );
-            }
-        }
         self.buf.drain(..end);
         Some(m)
     }
