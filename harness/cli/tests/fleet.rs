@@ -78,7 +78,11 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
         .filter(|t| t["verdict"] == "error")
         .map(|t| format!("{} {}: {}", t["board"], t["test"], t["message"]))
         .collect();
-    assert!(errors.is_empty(), "errors on the healthy fleet:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "errors on the healthy fleet:\n{}",
+        errors.join("\n")
+    );
     let password = tests.iter().filter(|t| t["suite"] == "password").count();
     assert_eq!(
         password,

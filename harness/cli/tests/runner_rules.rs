@@ -16,14 +16,20 @@ fn sim_board(dir: &Path, file: &str, name: &str, edit: impl Fn(String) -> String
     let head = &text[..=text.find("\n[[unit]]").expect("a [[unit]] table")];
     let unit = &text[text.find("\n[[unit]]").expect("unit")..];
     // The first unit only, renamed.
-    let first_end = unit[9..].find("\n[[unit]]").map(|i| i + 9).unwrap_or(unit.len());
+    let first_end = unit[9..]
+        .find("\n[[unit]]")
+        .map(|i| i + 9)
+        .unwrap_or(unit.len());
     let first = &unit[..first_end];
     let old_name = first
         .lines()
         .find_map(|l| l.strip_prefix("name = \""))
         .and_then(|l| l.strip_suffix('"'))
         .expect("unit name");
-    let first = first.replace(&format!("name = \"{old_name}\""), &format!("name = \"{name}\""));
+    let first = first.replace(
+        &format!("name = \"{old_name}\""),
+        &format!("name = \"{name}\""),
+    );
     let path = dir.join(format!("{name}.toml"));
     fs::write(&path, edit(rebase_fixture_paths(head)) + &first).expect("write board");
     path
@@ -59,7 +65,10 @@ fn a_unit_on_the_wrong_port_is_an_error_naming_both_identities() {
     let declared = fs::read_to_string(&board)
         .expect("board")
         .lines()
-        .find_map(|l| l.strip_prefix("serial = \"").map(|s| s.trim_end_matches('"').to_string()))
+        .find_map(|l| {
+            l.strip_prefix("serial = \"")
+                .map(|s| s.trim_end_matches('"').to_string())
+        })
         .expect("declared serial");
     let (done, results) = run_suite(dir.path(), &board, "password");
     let tests = results["tests"].as_array().expect("tests");
@@ -90,7 +99,10 @@ fn a_unit_left_at_a_shell_by_a_failed_action_is_recovered_before_the_next_test()
             "{ expect = 'NEVER-PRINTED-BY-THE-UNIT', timeout = \"1s\" },",
             1,
         );
-        assert!(t.contains("NEVER-PRINTED"), "the factory_reset recipe changed shape");
+        assert!(
+            t.contains("NEVER-PRINTED"),
+            "the factory_reset recipe changed shape"
+        );
         if !t.contains("[actions.sync]") {
             t.push_str(
                 "\n[actions.sync]\nsteps = [\n  { send = \"\\n\" },\n  { expect = 'login: $', timeout = \"3s\" },\n]\n",
@@ -100,7 +112,11 @@ fn a_unit_left_at_a_shell_by_a_failed_action_is_recovered_before_the_next_test()
     });
     let (_, results) = run_suite(dir.path(), &board, "password");
     assert_eq!(
-        verdict(&results, "stuck-plug", "password.universal-default-rejected"),
+        verdict(
+            &results,
+            "stuck-plug",
+            "password.universal-default-rejected"
+        ),
         "error",
         "the broken factory_reset is an error"
     );
@@ -179,7 +195,10 @@ password = {{ value = "Xk3#pV9m!Qa2" }}
     );
     for t in &not_retried {
         assert!(
-            t["message"].as_str().unwrap_or("").contains(&port.to_string()),
+            t["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&port.to_string()),
             "the cause names the endpoint: {t}"
         );
         assert!(t["evidence"].is_null(), "nothing was exchanged: {t}");

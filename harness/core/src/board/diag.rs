@@ -1,4 +1,7 @@
 //! Board-file diagnostics: every problem names file:line:col, what is wrong and what to do.
+//!
+//! The loader never stops at the first problem: each seam reports into a [`Diag`] for the file
+//! it reads, and all of them are returned together, so a lab fixes a file in one pass.
 
 use std::fmt;
 use std::ops::Range;
@@ -101,6 +104,30 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .unwrap_or(0)
         + 1;
     (line, col)
+}
+
+/// A problem not at a place in a file (unreadable file, empty folder, clashing unit names).
+pub(crate) fn plain_error(path: &Path, message: &str, help: Option<&str>) -> BoardError {
+    BoardError {
+        path: path.to_path_buf(),
+        line: 0,
+        col: 0,
+        message: message.to_string(),
+        help: help.map(str::to_string),
+    }
+}
+
+/// What to do about an error of the TOML parser (unknown key, missing key, wrong type).
+pub(crate) fn toml_help(msg: &str) -> Option<&'static str> {
+    if msg.contains("unknown field") {
+        Some("remove or rename the key; the board-file reference is in boards/README.md")
+    } else if msg.contains("missing field") {
+        Some("add the key; the board-file reference is in boards/README.md")
+    } else if msg.contains("invalid type") {
+        Some("check the value's type (string, number, table, array)")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

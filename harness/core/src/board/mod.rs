@@ -1,12 +1,35 @@
 //! Board files: what hardware exists and how to drive it, validated into typed form.
 //!
-//! `model` is the file's shape as written; `load` reads files (following `extends`), checks
+//! `model` is the file's shape as written; the loader reads files (following `extends`), checks
 //! every reference, regex, duration and template, and produces the resolved types below. The
 //! rest of the harness only ever sees resolved boards: nothing runs on a file that has errors.
+//!
+//! The loader's seams, in the order a file goes through them:
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `load` | find files (folders, `*.toml`), resolve `extends`, one model per model file |
+//! | `build` | `[model]`, `[declarations]` (defaults), `[emulator]`, `[actions]` into a [`Model`] |
+//! | `interfaces` | `[interfaces.NAME]` per kind; the default interface of steps |
+//! | `steps` | one recipe step: its verb, keys, interface, regexes, variables |
+//! | `calls` | `call` steps as a graph: callees, arguments, cycles, callee captures |
+//! | `units` | `[[unit]]`: names, `{unit.VAR}`, secrets |
+//! | [`vars`] | the one list of template variables (also the README's table) |
+//! | `values` | durations, templates and regexes checked at their span |
+//! | [`diag`] | file:line:col diagnostics |
 
+mod build;
+mod calls;
 pub mod diag;
+mod interfaces;
 mod load;
 pub mod model;
+mod steps;
+#[cfg(test)]
+mod testutil;
+mod units;
+mod values;
+pub mod vars;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +41,7 @@ use regex::bytes::Regex;
 pub use diag::{BoardError, BoardErrors};
 pub use load::{load_boards, LoadMode};
 pub use model::PasswordMechanism;
+pub use vars::{TemplateVar, VarScope, TEMPLATE_VARS};
 
 use crate::template::Template;
 

@@ -1,9 +1,10 @@
 //! Serial consoles: tty devices (UARTs, USB adapters, pseudo-terminals) and raw TCP (ser2net,
 //! QEMU `-serial tcp:`, Renode), behind one send/expect interface.
 //!
-//! A reader (a thread for ttys, a task for TCP) forwards chunks over a bounded channel, so a
-//! device that floods cannot grow memory: when the harness is not reading, the reader blocks and
-//! the device's own output buffer fills. The match buffer is bounded too.
+//! A reader (a thread for ttys, a task for TCP and any other byte stream, see
+//! [`Console::from_stream`]) forwards chunks over a bounded channel, so a device that floods
+//! cannot grow memory: when the harness is not reading, the reader blocks and the device's own
+//! output buffer fills. The match buffer is bounded too.
 //!
 //! Each chunk carries the instant the reader got it, so the transcript shows when bytes
 //! arrived, not when a step got round to reading them. The tty reader sleeps in `poll(2)` on
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::transcript::{escape, Direction, Transcript};
@@ -54,35 +55,8 @@ fn tty_error(e: &std::io::Error, writing: bool) -> LinkError {
     }
 }
 
-/// Why talking to a console failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("cannot open {endpoint}: {detail}")]
-    Open { endpoint: String, detail: String },
-    #[error("the link closed: {0}")]
-    Closed(String),
-    #[error("no match for /{pattern}/ within {waited:?}; last bytes received: \"{tail}\"")]
-    Timeout {
-        pattern: String,
-        waited: Duration,
-        tail: String,
-    },
-    #[error("write failed: {0}")]
-    Write(String),
-    /// The device answered, but not in the protocol's terms (e.g. a Modbus exception).
-    #[error("{0}")]
-    Protocol(String),
-}
-
-/// Marks a descriptor close-on-exec.
-pub(crate) fn set_cloexec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub(crate) use super::set_cloexec;
+pub use super::LinkError;
 
 enum Chunk {
     /// Bytes and the instant the reader received them.
@@ -92,7 +66,9 @@ enum Chunk {
 
 enum Writer {
     Tty(Box<dyn serialport::SerialPort>),
-    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    /// The write half of an async byte stream: raw TCP, or any stream given to
+    /// [`Console::from_stream`] (e.g. one end of `tokio::io::duplex` in tests).
+    Stream(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
 /// The outcome of a successful `expect`.
@@ -337,9 +313,7 @@ impl Console {
             // serialport opens without O_CLOEXEC: a device process spawned meanwhile would
             // inherit the tty and its lock. Opening and marking close-on-exec happen under the
             // same lock that spawning takes.
-            let _guard = crate::emulator::SPAWN_LOCK
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let _guard = super::SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
             let port = serialport::new(path, baud)
                 .timeout(Duration::from_millis(50))
                 .open_native()
@@ -433,7 +407,29 @@ impl Console {
                 detail: e.to_string(),
             })?;
         let _ = stream.set_nodelay(true);
-        let (mut r, w) = stream.into_split();
+        let (r, w) = stream.into_split();
+        Ok(Console::from_halves(name, r, w, transcript))
+    }
+
+    /// A console over any async byte stream (a socket, a pipe, one end of
+    /// `tokio::io::duplex`): what a raw-TCP console is, without the connecting. Lets a test, or
+    /// a program embedding the harness, drive actions against a scripted peer without processes
+    /// or sockets. Must be called within a tokio runtime (the reader is a task).
+    pub fn from_stream<S>(name: &str, stream: S, transcript: Transcript) -> Console
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (r, w) = tokio::io::split(stream);
+        Console::from_halves(name, r, w, transcript)
+    }
+
+    /// A console reading `r` in a task that forwards chunks over the bounded channel (so a
+    /// flood blocks the reader, not memory) and writing `w`.
+    fn from_halves<R, W>(name: &str, mut r: R, w: W, transcript: Transcript) -> Console
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut buf = vec![0u8; CHUNK];
@@ -448,17 +444,17 @@ impl Console {
                 }
             }
         });
-        Ok(Console {
+        Console {
             name: name.to_string(),
             rx,
-            writer: Some(Writer::Tcp(w)),
+            writer: Some(Writer::Stream(Box::new(w))),
             buf: Vec::new(),
             closed: None,
             transcript,
             stop: Arc::new(AtomicBool::new(false)),
             wake: None,
             reader: None,
-        })
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -540,13 +536,13 @@ impl Console {
         self.transcript
             .record(Direction::Tx, &self.name, shown.as_bytes());
         match self.writer.take() {
-            Some(Writer::Tcp(mut w)) => {
+            Some(Writer::Stream(mut w)) => {
                 let res = tokio::time::timeout(timeout, async {
                     w.write_all(bytes).await?;
                     w.flush().await
                 })
                 .await;
-                self.writer = Some(Writer::Tcp(w));
+                self.writer = Some(Writer::Stream(w));
                 match res {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(LinkError::Write(e.to_string())),

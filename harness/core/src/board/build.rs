@@ -1,0 +1,349 @@
+//! Model building: a parsed file's `[model]`, `[declarations]`, `[emulator]` and `[actions]`
+//! turned into a resolved [`Model`].
+//!
+//! This is where the seams meet: interfaces are built first ([`super::interfaces`]), so steps
+//! can check theirs; the emulator's `ready` captures are collected, so templates can use
+//! `{emulator.NAME}`; then every action's steps ([`super::steps`]) and finally the calls between
+//! actions ([`super::calls`]), which need all actions. Defaults of declarations live here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+
+use super::calls::check_calls;
+use super::diag::Diag;
+use super::interfaces::{build_interfaces, default_interface, missing_iface_msg};
+use super::model::{EmulatorSection, RawBoardFile, StepSection};
+use super::steps::build_step;
+use super::values::{parse_duration, parse_template};
+use super::vars::check_global_var;
+use super::{
+    Action, Declarations, DisclosureDeclarations, Emulator, EmulatorKind, Model, UpdateDeclarations,
+};
+
+/// `lockout_after`, `lockout_window` and `max_guess_rate` of `[declarations]`, checked.
+fn lockout_declarations(
+    d: &mut Diag,
+    decl: &super::model::Declarations,
+) -> (Option<usize>, Option<Duration>, u32) {
+    let after = match &decl.lockout_after {
+        Some(n) if *n.get_ref() == 0 => {
+            d.at(
+                Some(n.span()),
+                "lockout_after must be at least 1",
+                Some("the number of consecutive wrong passwords after which the unit locks or throttles"),
+            );
+            None
+        }
+        Some(n) => Some(*n.get_ref()),
+        None => None,
+    };
+    let window = decl
+        .lockout_window
+        .as_ref()
+        .and_then(|s| parse_duration(d, s));
+    let rate = match &decl.max_guess_rate {
+        Some(r) if *r.get_ref() == 0 => {
+            d.at(
+                Some(r.span()),
+                "max_guess_rate must be at least 1 (guesses per hour)",
+                None,
+            );
+            super::DEFAULT_MAX_GUESS_RATE
+        }
+        Some(r) => *r.get_ref(),
+        None => super::DEFAULT_MAX_GUESS_RATE,
+    };
+    (after, window, rate)
+}
+
+/// The model of a file: declarations, emulator, interfaces and actions, every reference
+/// checked. `None` only when there is no `[model]` table; other problems are in `d`.
+pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Option<Model> {
+    let Some(model) = &raw.model else {
+        d.at(
+            Some(0..0),
+            "no [model] table",
+            Some("a board file starts with [model] name = \"...\", or is a unit file with `extends = \"model.toml\"`"),
+        );
+        return None;
+    };
+
+    let decl = raw.declarations.clone().unwrap_or_default();
+    let throttle_threshold = match &decl.throttle_threshold {
+        Some(s) => parse_duration(d, s).unwrap_or(Duration::from_millis(800)),
+        None => Duration::from_millis(800),
+    };
+    let (lockout_after, lockout_window, max_guess_rate) = lockout_declarations(d, &decl);
+    let declarations = Declarations {
+        password_mechanism: decl.password_mechanism.as_ref().map(|m| *m.get_ref()),
+        login_user: decl.login_user.clone().unwrap_or_else(|| "admin".into()),
+        min_password_length: decl.min_password_length.unwrap_or(8),
+        brute_force_attempts: decl.brute_force_attempts.unwrap_or(8).clamp(2, 1000),
+        throttle_threshold,
+        lockout_after,
+        lockout_window,
+        max_guess_rate,
+        public_identifiers: decl.public_identifiers.clone(),
+        update: decl.update.as_ref().map(|u| {
+            let resolve = |d: &mut Diag, p: &Spanned<String>| {
+                let full = path.parent().unwrap_or(Path::new(".")).join(p.get_ref());
+                if !full.is_file() {
+                    d.at(
+                        Some(p.span()),
+                        format!("{} is not a readable file", full.display()),
+                        Some("paths in board files are relative to the board file"),
+                    );
+                }
+                full
+            };
+            let r = u.get_ref();
+            let signing_key = r.signing_key.as_ref().map(|k| resolve(d, k));
+            let genuine_image = r.genuine_image.as_ref().map(|k| resolve(d, k));
+            UpdateDeclarations {
+                action: r.action.clone().unwrap_or_else(|| "push_update".into()),
+                version_action: r
+                    .version_action
+                    .clone()
+                    .unwrap_or_else(|| "read_version".into()),
+                signing_key,
+                genuine_image,
+                payload_size: r.payload_size.unwrap_or(32 * 1024).clamp(64, 16 << 20),
+            }
+        }),
+        disclosure: None,
+    };
+    let mut declarations = declarations;
+    if let Some(dd) = &decl.disclosure {
+        let span = dd.span();
+        let r = dd.get_ref();
+        let t = |d: &mut Diag, v: &Option<String>| {
+            v.as_ref().and_then(|s| parse_template(d, span.clone(), s))
+        };
+        let parsed = DisclosureDeclarations {
+            policy_url: t(d, &r.policy_url),
+            security_txt: t(d, &r.security_txt),
+            support_url: t(d, &r.support_url),
+            csaf_provider: t(d, &r.csaf_provider),
+            ca: r
+                .ca
+                .iter()
+                .filter_map(|c| parse_template(d, span.clone(), c))
+                .collect(),
+        };
+        declarations.disclosure = Some(parsed);
+    }
+
+    // Emulator.
+    let mut emulator_vars = BTreeSet::new();
+    let emulator = raw
+        .emulator
+        .as_ref()
+        .and_then(|e| build_emulator(e, d, &mut emulator_vars));
+
+    // Interfaces.
+    let interfaces = build_interfaces(path, raw, d, &emulator_vars);
+
+    if let (Some(dd), Some(raw_dd)) = (
+        &declarations.disclosure,
+        raw.declarations
+            .as_ref()
+            .and_then(|x| x.disclosure.as_ref()),
+    ) {
+        for t in dd.templates() {
+            for v in t.vars() {
+                if let Err(msg) = check_global_var(v, &emulator_vars) {
+                    d.at(
+                        Some(raw_dd.span()),
+                        format!("[declarations.disclosure]: {msg}"),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
+    // Actions: first the names and parameters (calls may point forward), then the steps.
+    // The default interface is the first one written in the file.
+    let default_iface = default_interface(raw);
+    let mut actions = BTreeMap::new();
+    for (name, act) in &raw.actions {
+        let a = act.get_ref();
+        let action_on = match &a.on {
+            Some(on) => {
+                if !raw.interfaces.contains_key(on.get_ref()) {
+                    d.at(
+                        Some(on.span()),
+                        missing_iface_msg(on.get_ref(), raw),
+                        Some("declare it under [interfaces.NAME]"),
+                    );
+                }
+                Some(on.get_ref().clone())
+            }
+            None => default_iface.clone(),
+        };
+        for sp in &a.secret_params {
+            if !a.params.contains(sp) {
+                d.at(
+                    Some(act.span()),
+                    format!("action {name:?}: secret_params names {sp:?}, which is not in params"),
+                    None,
+                );
+            }
+        }
+        let mut known: BTreeSet<String> = a.params.iter().cloned().collect();
+        let mut build = |list: &[Spanned<StepSection>], known: &mut BTreeSet<String>| {
+            list.iter()
+                .filter_map(|step| {
+                    build_step(
+                        d,
+                        raw,
+                        name,
+                        step,
+                        action_on.as_deref(),
+                        &interfaces,
+                        known,
+                        &emulator_vars,
+                        &a.params,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let steps = build(&a.steps, &mut known);
+        let cleanup = build(&a.cleanup, &mut known);
+        actions.insert(
+            name.clone(),
+            Action {
+                name: name.clone(),
+                params: a.params.clone(),
+                secret_params: a.secret_params.clone(),
+                steps,
+                cleanup,
+            },
+        );
+    }
+    check_calls(d, raw, &actions);
+
+    Some(Model {
+        name: model.name.clone(),
+        manufacturer: model.manufacturer.clone(),
+        source: path.to_path_buf(),
+        firmware: model.firmware.clone(),
+        declarations,
+        emulator,
+        interfaces,
+        actions,
+    })
+}
+
+/// `[emulator]`: how to start an emulated unit. The named captures of its `ready` regex are
+/// added to `emulator_vars` (they become `{emulator.NAME}` for interfaces and steps).
+fn build_emulator(
+    e: &Spanned<EmulatorSection>,
+    d: &mut Diag,
+    emulator_vars: &mut BTreeSet<String>,
+) -> Option<Emulator> {
+    let span = e.span();
+    let e = e.get_ref();
+    let kind = match e.kind.get_ref().as_str() {
+        "sim" => EmulatorKind::Sim,
+        "qemu" => EmulatorKind::Qemu,
+        "renode" => EmulatorKind::Renode,
+        "process" => EmulatorKind::Process,
+        other => {
+            d.at(
+                Some(e.kind.span()),
+                format!("unknown emulator kind {other:?}"),
+                Some("use \"sim\", \"qemu\", \"renode\" or \"process\""),
+            );
+            return None;
+        }
+    };
+    let command = e.command.clone().unwrap_or_else(|| {
+        match kind {
+            EmulatorKind::Sim => "hilsec-simdev",
+            EmulatorKind::Qemu => "qemu-system-arm",
+            EmulatorKind::Renode => "renode",
+            EmulatorKind::Process => "",
+        }
+        .to_string()
+    });
+    if command.is_empty() {
+        d.at(
+            Some(span.clone()),
+            "emulator kind \"process\" needs `command`",
+            None,
+        );
+    }
+    let ready = match regex::Regex::new(e.ready.get_ref()) {
+        Ok(r) => r,
+        Err(err) => {
+            d.at(
+                Some(e.ready.span()),
+                format!("invalid regex in `ready`: {err}"),
+                None,
+            );
+            return None;
+        }
+    };
+    emulator_vars.extend(ready.capture_names().flatten().map(str::to_string));
+    let ready_timeout = match &e.ready_timeout {
+        Some(t) => parse_duration(d, t)?,
+        None => Duration::from_secs(20),
+    };
+    // Arguments and environment: `{emulator.*}` does not exist yet; secrets only in `env`.
+    let emulator_template = |d: &mut Diag, what: &str, src: &Spanned<String>, secrets: bool| {
+        let t = parse_template(d, src.span(), src.get_ref())?;
+        for v in t.vars() {
+            if v.starts_with("emulator.") {
+                d.at(
+                    Some(src.span()),
+                    format!(
+                        "{what} {:?} uses {{{v}}}, which only exists once the emulator is ready",
+                        src.get_ref()
+                    ),
+                    None,
+                );
+            } else if v.starts_with("secret.") && !secrets {
+                d.at(
+                    Some(src.span()),
+                    format!("{what} {:?} uses {{{v}}}: a process's arguments are visible to every user of the machine (ps, /proc/PID/cmdline)", src.get_ref()),
+                    Some("pass secrets in the environment instead: [emulator] env = { HILSEC_SIM_PASSWORD = \"{secret.password}\" }"),
+                );
+            } else if let Err(msg) = check_global_var(v, &BTreeSet::new()) {
+                d.at(Some(src.span()), msg, None);
+            }
+        }
+        Some(t)
+    };
+    let mut args = Vec::new();
+    for a in &e.args {
+        if let Some(t) = emulator_template(d, "emulator argument", a, false) {
+            args.push(t);
+        }
+    }
+    let mut env = Vec::new();
+    for (k, v) in &e.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            d.at(
+                Some(v.span()),
+                format!("{k:?} is not an environment variable name"),
+                Some("use names like HILSEC_SIM_PASSWORD"),
+            );
+            continue;
+        }
+        if let Some(t) = emulator_template(d, &format!("emulator env {k}"), v, true) {
+            env.push((k.clone(), t));
+        }
+    }
+    Some(Emulator {
+        kind,
+        command,
+        args,
+        env,
+        ready,
+        ready_timeout,
+    })
+}

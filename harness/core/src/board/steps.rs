@@ -1,0 +1,820 @@
+//! Steps: one `{ verb = ... }` table of an action's recipe, checked and built.
+//!
+//! A step has exactly one verb; keys its verb does not use are refused (never silently
+//! ignored); its interface must exist and suit the verb (`send` on serial, `publish` on MQTT,
+//! ...); every template may only use variables that exist at that point of the recipe:
+//! parameters, captures of earlier steps (and of called actions), the loop variables inside
+//! `chunks`, and the unit-wide ones of [`super::vars`]. `known` carries what earlier steps
+//! defined through the recipe, in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_spanned::Spanned;
+
+use super::calls::callee_captures;
+use super::diag::Diag;
+use super::interfaces::missing_iface_msg;
+use super::model::{RawBoardFile, StepSection};
+use super::values::{compile_bytes_regex, parse_duration, parse_template};
+use super::vars::{check_global_var, chunk_vars, identify_fields, param_fields};
+use super::{
+    Body, ChunkEncoding, Interface, ModbusTable, ModbusWriteTarget, Step, DEFAULT_STEP_TIMEOUT,
+};
+use crate::template::Template;
+
+/// The names a step may use as its verb; exactly one per step.
+const VERBS: &[&str] = &[
+    "send",
+    "expect",
+    "wait",
+    "call",
+    "chunks",
+    "publish",
+    "await",
+    "read_holding",
+    "read_input",
+    "read_coils",
+    "read_discrete",
+    "write_register",
+    "write_registers",
+    "write_coil",
+    "identify",
+    "get",
+];
+
+fn verbs_of(s: &StepSection) -> Vec<&'static str> {
+    let present = [
+        s.send.is_some(),
+        s.expect.is_some() && s.await_topic.is_none() && !is_modbus_read(s) && s.get.is_none(),
+        s.wait.is_some(),
+        s.call.is_some(),
+        s.chunks.is_some(),
+        s.publish.is_some(),
+        s.await_topic.is_some(),
+        s.read_holding.is_some(),
+        s.read_input.is_some(),
+        s.read_coils.is_some(),
+        s.read_discrete.is_some(),
+        s.write_register.is_some(),
+        s.write_registers.is_some(),
+        s.write_coil.is_some(),
+        s.identify.is_some(),
+        s.get.is_some(),
+    ];
+    VERBS
+        .iter()
+        .zip(present)
+        .filter(|(_, p)| *p)
+        .map(|(v, _)| *v)
+        .collect()
+}
+
+fn is_modbus_read(s: &StepSection) -> bool {
+    s.read_holding.is_some()
+        || s.read_input.is_some()
+        || s.read_coils.is_some()
+        || s.read_discrete.is_some()
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Builds one step of `action`; `None` when it has errors (reported in `d`).
+pub(crate) fn build_step(
+    d: &mut Diag,
+    raw: &RawBoardFile,
+    action: &str,
+    step: &Spanned<StepSection>,
+    action_on: Option<&str>,
+    interfaces: &BTreeMap<String, Interface>,
+    known: &mut BTreeSet<String>,
+    emulator_vars: &BTreeSet<String>,
+    params: &[String],
+) -> Option<Step> {
+    let span = step.span();
+    let s = step.get_ref();
+    let verbs = verbs_of(s);
+    if verbs.len() != 1 {
+        d.at(
+            Some(span),
+            format!(
+                "action {action:?}: each step needs exactly one verb ({}), found {}",
+                VERBS.join(", "),
+                if verbs.is_empty() {
+                    "none".to_string()
+                } else {
+                    verbs.join(", ")
+                }
+            ),
+            Some("split it into several steps"),
+        );
+        return None;
+    }
+    let verb = verbs[0];
+    // Keys a verb does not use are errors, not silently ignored.
+    let takes_outcomes = matches!(
+        verb,
+        "expect" | "await" | "get" | "read_holding" | "read_input" | "read_coils" | "read_discrete"
+    );
+    for (key, present, ok) in [
+        (
+            "accept",
+            s.accept.as_ref().map(|a| a.span()),
+            takes_outcomes,
+        ),
+        (
+            "reject",
+            s.reject.as_ref().map(|a| a.span()),
+            takes_outcomes,
+        ),
+        (
+            "timeout",
+            s.timeout.as_ref().map(|a| a.span()),
+            !matches!(verb, "wait" | "call" | "chunks" | "publish" | "get"),
+        ),
+    ] {
+        if let (Some(sp), false) = (present, ok) {
+            d.at(
+                Some(sp),
+                format!("action {action:?}: a `{verb}` step does not take `{key}`"),
+                Some(match key {
+                    "timeout" if verb == "get" => "an HTTP request waits as long as its interface's `timeout`; set it there",
+                    "timeout" => "only steps that wait for the device take `timeout` (send, expect, await, Modbus steps)",
+                    _ => "`accept` and `reject` go with `expect` (console), `await`, Modbus reads and `get`",
+                }),
+            );
+            return None;
+        }
+    }
+    let on = match &s.on {
+        Some(on) => {
+            if !raw.interfaces.contains_key(on.get_ref()) {
+                d.at(
+                    Some(on.span()),
+                    missing_iface_msg(on.get_ref(), raw),
+                    Some("declare it under [interfaces.NAME]"),
+                );
+                return None;
+            }
+            Some(on.get_ref().clone())
+        }
+        None => action_on.map(str::to_string),
+    };
+    let needs_iface = !matches!(verb, "wait" | "call" | "chunks");
+    if needs_iface && on.is_none() {
+        d.at(Some(span), format!("action {action:?}: this step talks to the device but the board declares no interface"), Some("declare one under [interfaces.NAME]"));
+        return None;
+    }
+    let on = on.unwrap_or_default();
+    // The step's verb must suit its interface's kind.
+    if needs_iface {
+        let want: &[&str] = match verb {
+            "send" | "expect" => &["serial"],
+            "publish" | "await" => &["mqtt"],
+            "get" => &["http"],
+            _ => &["modbus-tcp", "modbus-rtu"],
+        };
+        if let Some(i) = interfaces.get(&on) {
+            if !want.contains(&i.kind()) {
+                d.at(
+                    Some(span.clone()),
+                    format!(
+                        "action {action:?}: `{verb}` needs a {} interface, but {on:?} is {}",
+                        want.join(" or "),
+                        i.kind()
+                    ),
+                    Some("name the right interface with `on`, or set the action's `on`"),
+                );
+                return None;
+            }
+        }
+    }
+    let timeout = match &s.timeout {
+        Some(t) => parse_duration(d, t)?,
+        None => interfaces
+            .get(&on)
+            .map(Interface::default_timeout)
+            .unwrap_or(DEFAULT_STEP_TIMEOUT),
+    };
+    let check_vars = |d: &mut Diag, t: &Template, known: &BTreeSet<String>| {
+        for v in t.vars() {
+            if v.contains('.') {
+                let (base, field) = v.split_once('.').unwrap_or((v, ""));
+                if params.iter().any(|p| p == base) {
+                    // `{image.size}` of a data parameter.
+                    if !param_fields().any(|f| f == field) {
+                        d.at(
+                            Some(span.clone()),
+                            format!("action {action:?}: {{{v}}}: a parameter has only {{{base}.size}}, {{{base}.size_hi}} and {{{base}.size_lo}} (when bytes are passed)"),
+                            None,
+                        );
+                    }
+                    continue;
+                }
+                if known.contains(base) {
+                    // `{NAME.0}` of a register capture.
+                    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
+                        d.at(
+                            Some(span.clone()),
+                            format!("action {action:?}: {{{v}}}: a capture has only numbered parts ({{{base}.0}}, {{{base}.1}}, ...)"),
+                            None,
+                        );
+                    }
+                    continue;
+                }
+                if let Err(msg) = check_global_var(v, emulator_vars) {
+                    d.at(
+                        Some(span.clone()),
+                        format!("action {action:?}: {msg}"),
+                        Some("a data parameter's size is {NAME.size} only in an action whose `params` include NAME; the variables are listed under Templates in boards/README.md"),
+                    );
+                }
+            } else if !known.contains(v) {
+                d.at(
+                    Some(span.clone()),
+                    format!("action {action:?}: {{{v}}} is neither a parameter of the action nor captured by an earlier step"),
+                    Some("add it to `params`, or capture it with a named group (?P<NAME>...) in an earlier `expect`"),
+                );
+            }
+        }
+    };
+    let template = |d: &mut Diag, src: &str, known: &BTreeSet<String>| {
+        let t = parse_template(d, span.clone(), src)?;
+        check_vars(d, &t, known);
+        Some(t)
+    };
+    let data_ref = |d: &mut Diag, name: &str, known: &BTreeSet<String>| {
+        if !known.contains(name) {
+            d.at(
+                Some(span.clone()),
+                format!("action {action:?}: data {name:?} is neither a parameter of the action nor the chunk of an enclosing `chunks` loop"),
+                Some("add it to `params`; the suite passes the bytes (e.g. `image`)"),
+            );
+        }
+        name.to_string()
+    };
+    let regex_opt = |d: &mut Diag,
+                     r: &Option<Spanned<String>>,
+                     key: &str|
+     -> Result<Option<regex::bytes::Regex>, ()> {
+        match r {
+            Some(r) => compile_bytes_regex(d, r, key).map(Some).ok_or(()),
+            None => Ok(None),
+        }
+    };
+    match verb {
+        "send" => {
+            let t = template(d, s.send.as_deref().unwrap_or(""), known)?;
+            Some(Step::Send {
+                on,
+                text: t,
+                flush: s.flush.unwrap_or(false),
+                timeout,
+            })
+        }
+        "expect" => {
+            let pattern = compile_bytes_regex(d, s.expect.as_ref()?, "expect")?;
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            known.extend(pattern.capture_names().flatten().map(str::to_string));
+            if let Some(a) = &accept {
+                known.extend(a.capture_names().flatten().map(str::to_string));
+            }
+            Some(Step::Expect {
+                on,
+                pattern,
+                accept,
+                reject,
+                timeout,
+            })
+        }
+        "wait" => Some(Step::Wait(parse_duration(d, s.wait.as_ref()?)?)),
+        "call" => {
+            let call = s.call.as_ref()?;
+            let mut args = BTreeMap::new();
+            for (k, v) in &s.args {
+                args.insert(k.clone(), template(d, v, known)?);
+            }
+            // The callee's captures become visible to later steps.
+            callee_captures(raw, call.get_ref(), known);
+            Some(Step::Call {
+                action: call.get_ref().clone(),
+                args,
+            })
+        }
+        "chunks" => {
+            let data = s.chunks.as_ref()?;
+            let data_name = data_ref(d, data.get_ref(), known);
+            let encoding = match s.encoding.as_ref().map(|e| e.get_ref().as_str()) {
+                None | Some("raw") => ChunkEncoding::Raw,
+                Some("base64") => ChunkEncoding::Base64,
+                Some("hex") => ChunkEncoding::Hex,
+                Some(other) => {
+                    let sp = s.encoding.as_ref().map(|e| e.span());
+                    d.at(
+                        sp,
+                        format!("unknown chunk encoding {other:?}"),
+                        Some("use \"base64\", \"hex\" or \"raw\""),
+                    );
+                    return None;
+                }
+            };
+            let size = s.size.unwrap_or(256);
+            if size == 0 || size > 1 << 20 {
+                d.at(
+                    Some(span.clone()),
+                    format!("chunk size {size} is out of range"),
+                    Some("use 1 to 1048576 bytes"),
+                );
+                return None;
+            }
+            if s.steps.is_empty() {
+                d.at(Some(span.clone()), "a `chunks` loop needs `steps`", None);
+                return None;
+            }
+            let mut inner_known = known.clone();
+            inner_known.extend(chunk_vars().map(str::to_string));
+            let mut steps = Vec::new();
+            for st in &s.steps {
+                if let Some(st) = build_step(
+                    d,
+                    raw,
+                    action,
+                    st,
+                    Some(&on).filter(|o| !o.is_empty()).map(String::as_str),
+                    interfaces,
+                    &mut inner_known,
+                    emulator_vars,
+                    params,
+                ) {
+                    steps.push(st);
+                }
+            }
+            Some(Step::Chunks {
+                data: data_name,
+                size,
+                encoding,
+                steps,
+            })
+        }
+        "publish" => {
+            let topic = template(d, s.publish.as_deref().unwrap_or(""), known)?;
+            let body = match (&s.payload, &s.data) {
+                (Some(p), None) => Body::Text(vec![template(d, p, known)?]),
+                (None, Some(n)) => Body::Data(data_ref(d, n, known)),
+                (None, None) => Body::Text(vec![]),
+                (Some(_), Some(_)) => {
+                    d.at(
+                        Some(span.clone()),
+                        "a publish carries either `payload` (text) or `data` (bytes), not both",
+                        None,
+                    );
+                    return None;
+                }
+            };
+            let qos = s.qos.unwrap_or(1);
+            if qos > 2 {
+                d.at(
+                    Some(span.clone()),
+                    format!("qos {qos} does not exist"),
+                    Some("use 0, 1 or 2"),
+                );
+                return None;
+            }
+            Some(Step::Publish {
+                on,
+                topic,
+                body,
+                qos,
+                retain: s.retain.unwrap_or(false),
+            })
+        }
+        "await" => {
+            let filter = template(d, s.await_topic.as_deref().unwrap_or(""), known)?;
+            let pattern = match &s.expect {
+                Some(p) => compile_bytes_regex(d, p, "expect")?,
+                None => regex::bytes::Regex::new("").ok()?,
+            };
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            known.extend(pattern.capture_names().flatten().map(str::to_string));
+            if let Some(a) = &accept {
+                known.extend(a.capture_names().flatten().map(str::to_string));
+            }
+            Some(Step::Await {
+                on,
+                filter,
+                pattern,
+                accept,
+                reject,
+                timeout,
+            })
+        }
+        "read_holding" | "read_input" | "read_coils" | "read_discrete" => {
+            let (table, address) = match verb {
+                "read_holding" => (ModbusTable::Holding, s.read_holding),
+                "read_input" => (ModbusTable::Input, s.read_input),
+                "read_coils" => (ModbusTable::Coils, s.read_coils),
+                _ => (ModbusTable::Discrete, s.read_discrete),
+            };
+            let count = s.count.unwrap_or(1);
+            if count == 0 || count > 125 {
+                d.at(
+                    Some(span.clone()),
+                    format!("count {count} is out of range"),
+                    Some("Modbus reads 1 to 125 registers at once"),
+                );
+                return None;
+            }
+            let pattern = regex_opt(d, &s.expect, "expect").ok()?;
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            for p in [&pattern, &accept].into_iter().flatten() {
+                known.extend(p.capture_names().flatten().map(str::to_string));
+            }
+            if let Some(c) = &s.capture {
+                known.insert(c.clone());
+            }
+            Some(Step::ModbusRead {
+                on,
+                table,
+                address: address?,
+                count,
+                pattern,
+                accept,
+                reject,
+                capture: s.capture.clone(),
+                timeout,
+            })
+        }
+        "write_register" | "write_registers" | "write_coil" => {
+            let (target, address) = match verb {
+                "write_coil" => (ModbusWriteTarget::Coil, s.write_coil),
+                "write_register" => (ModbusWriteTarget::Registers, s.write_register),
+                _ => (ModbusWriteTarget::Registers, s.write_registers),
+            };
+            let values = match (&s.value, s.values.is_empty(), &s.data) {
+                (Some(v), true, None) => Body::Text(vec![template(d, v, known)?]),
+                (None, false, None) if verb == "write_registers" => {
+                    let mut ts = Vec::new();
+                    for v in &s.values {
+                        ts.push(template(d, v, known)?);
+                    }
+                    if ts.len() > 123 {
+                        d.at(Some(span.clone()), "at most 123 registers per write", None);
+                        return None;
+                    }
+                    Body::Text(ts)
+                }
+                (None, true, Some(n)) if verb == "write_registers" => {
+                    Body::Data(data_ref(d, n, known))
+                }
+                _ => {
+                    d.at(
+                        Some(span.clone()),
+                        format!(
+                            "`{verb}` needs {}",
+                            if verb == "write_registers" {
+                                "exactly one of `values` (a list) or `data` (bytes)"
+                            } else {
+                                "`value`"
+                            }
+                        ),
+                        None,
+                    );
+                    return None;
+                }
+            };
+            Some(Step::ModbusWrite {
+                on,
+                target,
+                address: address?,
+                values,
+                timeout,
+            })
+        }
+        "get" => {
+            let url = template(d, s.get.as_deref().unwrap_or(""), known)?;
+            let auth = match (&s.user, &s.password) {
+                (Some(u), Some(p)) => Some((template(d, u, known)?, template(d, p, known)?)),
+                (None, None) => None,
+                _ => {
+                    d.at(
+                        Some(span.clone()),
+                        "basic auth needs both `user` and `password`",
+                        None,
+                    );
+                    return None;
+                }
+            };
+            let pattern = match &s.expect {
+                Some(p) => compile_bytes_regex(d, p, "expect")?,
+                None => regex::bytes::Regex::new("").ok()?,
+            };
+            let accept = regex_opt(d, &s.accept, "accept").ok()?;
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            known.extend(pattern.capture_names().flatten().map(str::to_string));
+            if let Some(a) = &accept {
+                known.extend(a.capture_names().flatten().map(str::to_string));
+            }
+            Some(Step::HttpGet {
+                on,
+                url,
+                auth,
+                pattern,
+                accept,
+                reject,
+            })
+        }
+        "identify" => {
+            let level = s.identify.as_ref()?;
+            let regular = match level.get_ref().as_str() {
+                "basic" => false,
+                "regular" => true,
+                other => {
+                    d.at(
+                        Some(level.span()),
+                        format!("unknown identification level {other:?}"),
+                        Some("use \"basic\" or \"regular\""),
+                    );
+                    return None;
+                }
+            };
+            let prefix = s.capture.clone();
+            for f in identify_fields() {
+                known.insert(match &prefix {
+                    Some(p) => format!("{p}_{f}"),
+                    None => f.to_string(),
+                });
+            }
+            Some(Step::ModbusIdentify {
+                on,
+                regular,
+                capture: prefix,
+                timeout,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testutil::{error, load, HEAD};
+    use super::super::Step;
+
+    #[test]
+    fn accept_is_parsed_on_expect_await_reads_and_get() {
+        let text = format!(
+            "{HEAD}
+[interfaces.mqtt]
+kind = \"mqtt\"
+
+[interfaces.modbus]
+kind = \"modbus-tcp\"
+address = \"127.0.0.1:502\"
+
+[interfaces.web]
+kind = \"http\"
+
+[actions.login]
+steps = [
+  {{ send = \"admin\\n\" }},
+  {{ expect = 'Password: $', accept = '(?P<prompt>[#$]) $', reject = 'Login incorrect' }},
+  {{ send = \"{{prompt}}\\n\" }},
+  {{ await = \"t\", on = \"mqtt\", expect = 'a', accept = 'b' }},
+  {{ read_holding = 1, on = \"modbus\", expect = '^1$', accept = '^2$' }},
+  {{ get = \"http://x/\", on = \"web\", expect = '^HTTP 401', accept = '^HTTP 200' }},
+]
+"
+        );
+        let m = load("accept", &text).expect("loads");
+        let steps = &m.actions["login"].steps;
+        match &steps[1] {
+            Step::Expect { accept, reject, .. } => {
+                assert_eq!(
+                    accept.as_ref().map(|r| r.as_str()),
+                    Some("(?P<prompt>[#$]) $")
+                );
+                assert!(reject.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &steps[3],
+            Step::Await {
+                accept: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &steps[4],
+            Step::ModbusRead {
+                accept: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &steps[5],
+            Step::HttpGet {
+                accept: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_bad_accept_regex_names_its_place() {
+        let text = format!(
+            "{HEAD}
+[actions.login]
+steps = [
+  {{ expect = 'Password: $', accept = '([#$] $' }},
+]
+"
+        );
+        let (line, col, msg, help) = error("bad-accept", &text);
+        assert_eq!((line, col), (10, 38), "{msg}");
+        assert!(msg.contains("invalid regex in `accept`"), "{msg}");
+        assert!(help.is_some());
+    }
+
+    #[test]
+    fn keys_a_verb_ignores_are_refused() {
+        for (step, key) in [
+            ("{ send = \"x\", accept = 'y' }", "accept"),
+            ("{ wait = \"1s\", timeout = \"2s\" }", "timeout"),
+            ("{ send = \"x\", reject = 'y' }", "reject"),
+        ] {
+            let text = format!("{HEAD}\n[actions.a]\nsteps = [\n  {step},\n]\n");
+            let (line, _col, msg, help) = error("ignored", &text);
+            assert_eq!(line, 10, "{msg}");
+            assert!(msg.contains(&format!("does not take `{key}`")), "{msg}");
+            assert!(help.is_some());
+        }
+    }
+
+    #[test]
+    fn a_send_timeout_is_honoured() {
+        let text =
+            format!("{HEAD}\n[actions.a]\nsteps = [\n  {{ send = \"x\", timeout = \"3s\" }},\n]\n");
+        let m = load("send-timeout", &text).expect("loads");
+        match &m.actions["a"].steps[0] {
+            Step::Send { timeout, .. } => assert_eq!(*timeout, Duration::from_secs(3)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_template_variables_are_refused() {
+        for (tmpl, words) in [
+            ("{foo.bar}", "unknown variable {foo.bar}"),
+            ("{image.size}", "unknown variable {image.size}"),
+            ("{user.size_lo}x{user.nope}", "{user.nope}"),
+        ] {
+            let text = format!(
+                "{HEAD}\n[actions.a]\nparams = [\"user\"]\nsteps = [\n  {{ send = \"{tmpl}\" }},\n]\n"
+            );
+            let (line, col, msg, _) = error("vars", &text);
+            assert_eq!((line, col), (11, 3), "{msg}");
+            assert!(msg.contains(words), "{msg}");
+        }
+    }
+
+    /// `HEAD` + an action `a` with `params` and `steps` (steps start on line 11).
+    fn action(params: &str, steps: &str) -> String {
+        [
+            HEAD,
+            "\n[actions.a]\nparams = [",
+            params,
+            "]\nsteps = [\n",
+            steps,
+            "]\n",
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn each_step_has_exactly_one_verb() {
+        let (line, col, msg, help) = error(
+            "two-verbs",
+            &action("", "  { send = \"x\", wait = \"1s\" },\n"),
+        );
+        assert_eq!((line, col), (11, 3), "{msg}");
+        assert!(
+            msg.contains("exactly one verb") && msg.contains("found send, wait"),
+            "{msg}"
+        );
+        assert!(help.is_some());
+        let (_, _, msg, _) = error("no-verb", &action("", "  { flush = true },\n"));
+        assert!(msg.contains("found none"), "{msg}");
+    }
+
+    #[test]
+    fn a_verb_must_suit_its_interface() {
+        let (line, col, msg, _) = error(
+            "publish-serial",
+            &action("", "  { publish = \"t\", payload = \"x\" },\n"),
+        );
+        assert_eq!((line, col), (11, 3), "{msg}");
+        assert!(
+            msg.contains("`publish` needs a mqtt interface, but \"console\" is serial"),
+            "{msg}"
+        );
+        let (_, col, msg, _) = error(
+            "on-missing",
+            &action("", "  { send = \"x\", on = \"uart9\" },\n"),
+        );
+        assert_eq!(col, 22, "{msg}");
+        assert!(
+            msg.contains("interface \"uart9\" is not declared (declared: console)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn captures_become_variables_of_later_steps_only() {
+        let before = action(
+            "",
+            "  { send = \"{who}\\n\" },\n  { expect = '(?P<who>\\w+)> $' },\n",
+        );
+        let (line, _, msg, _) = error("capture-late", &before);
+        assert_eq!(line, 11, "{msg}");
+        assert!(msg.contains("{who} is neither a parameter"), "{msg}");
+        let after = action(
+            "",
+            "  { expect = '(?P<who>\\w+)> $' },\n  { send = \"{who}\\n\" },\n",
+        );
+        assert!(load("capture-ok", &after).is_ok());
+    }
+
+    #[test]
+    fn loop_variables_exist_only_inside_chunks() {
+        let inside = action(
+            "\"image\"",
+            "  { chunks = \"image\", size = 4, encoding = \"hex\", steps = [\n    { send = \"{offset} {chunk} {image.size_hi}\\n\" },\n  ] },\n",
+        );
+        let m = load("chunks-ok", &inside).expect("loads");
+        match &m.actions["a"].steps[0] {
+            Step::Chunks { size, steps, .. } => {
+                assert_eq!(*size, 4);
+                assert_eq!(steps.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        let outside = action("\"image\"", "  { send = \"{offset}\" },\n");
+        let (line, col, msg, _) = error("chunks-outside", &outside);
+        assert_eq!((line, col), (11, 3), "{msg}");
+        assert!(msg.contains("{offset} is neither a parameter"), "{msg}");
+        let no_param = action(
+            "",
+            "  { chunks = \"image\", steps = [ { wait = \"1ms\" } ] },\n",
+        );
+        let (_, _, msg, _) = error("chunks-no-param", &no_param);
+        assert!(
+            msg.contains("data \"image\" is neither a parameter"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_data_parameter_has_only_its_sizes() {
+        let (line, col, msg, _) = error(
+            "param-field",
+            &action("\"image\"", "  { send = \"{image.crc}\" },\n"),
+        );
+        assert_eq!((line, col), (11, 3), "{msg}");
+        assert!(msg.contains("a parameter has only {image.size}"), "{msg}");
+    }
+
+    #[test]
+    fn identify_captures_are_variables() {
+        let text = [
+            "[model]\nname = \"T\"\n\n[interfaces.modbus]\nkind = \"modbus-tcp\"\naddress = \"127.0.0.1:502\"\n",
+            "\n[interfaces.console]\nkind = \"serial\"\npath = \"/dev/null\"\n",
+            "\n[actions.a]\nsteps = [\n  { identify = \"basic\", capture = \"id\" },\n  { send = \"{id_vendor} {id_model_name}\", on = \"console\" },\n]\n",
+        ]
+        .concat();
+        assert!(
+            load("identify", &text).is_ok(),
+            "{:?}",
+            load("identify", &text).err()
+        );
+    }
+
+    #[test]
+    fn a_step_timeout_is_bounded_and_defaults_to_the_interface() {
+        let m = load("expect-default", &action("", "  { expect = 'x' },\n")).expect("loads");
+        match &m.actions["a"].steps[0] {
+            Step::Expect { timeout, .. } => assert_eq!(*timeout, super::DEFAULT_STEP_TIMEOUT),
+            other => panic!("{other:?}"),
+        }
+        let (line, col, msg, _) = error(
+            "expect-long",
+            &action("", "  { expect = 'x', timeout = \"25h\" },\n"),
+        );
+        assert_eq!((line, col), (11, 29), "{msg}");
+        assert!(msg.contains("longer than 24 hours"), "{msg}");
+        let _ = Duration::ZERO;
+    }
+}
