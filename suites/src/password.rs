@@ -75,6 +75,25 @@ fn needs_login(model: &Model) -> Option<String> {
     }
 }
 
+/// A login test's actions: `set_password` only for user-defined mechanisms.
+pub(crate) fn login_actions(test: &dyn Test, model: &Model) -> Vec<String> {
+    let all = test
+        .info()
+        .actions
+        .iter()
+        .flat_map(|a| match a.strip_suffix('*') {
+            Some(prefix) => model
+                .actions
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect::<Vec<_>>(),
+            None => vec![a.to_string()],
+        });
+    all.filter(|a| a != "set_password" || user_defined(model))
+        .collect()
+}
+
 fn user_defined(model: &Model) -> bool {
     model.declarations.password_mechanism == Some(PasswordMechanism::UserDefined)
 }
@@ -295,6 +314,7 @@ static UNIVERSAL_INFO: TestInfo = TestInfo {
     provisions: &["EN 303 645 5.1-1", "TS 103 701 5.1-1-1", "PSTI Sch.1 1(2)"],
     scope: Scope::Unit,
     timeout: Duration::from_secs(600),
+    actions: &["factory_reset", "set_password", "login", "login_*", "logout"],
 };
 
 /// Part of a test's time limit the default-credential sweep may use before it stops and says
@@ -357,6 +377,9 @@ impl ResetPlan {
 impl Test for UniversalDefaultRejected {
     fn info(&self) -> &TestInfo {
         &UNIVERSAL_INFO
+    }
+    fn actions(&self, model: &Model) -> Vec<String> {
+        login_actions(self, model)
     }
 
     fn not_applicable(&self, model: &Model) -> Option<String> {
@@ -599,12 +622,16 @@ static UNIT_ACCEPTED_INFO: TestInfo = TestInfo {
     provisions: &["EN 303 645 5.1-1", "TS 103 701 5.1-1-2", "PSTI Sch.1 1(2)"],
     scope: Scope::Unit,
     timeout: Duration::from_secs(120),
+    actions: &["factory_reset", "set_password", "login", "logout"],
 };
 
 #[async_trait::async_trait]
 impl Test for UnitPasswordAccepted {
     fn info(&self) -> &TestInfo {
         &UNIT_ACCEPTED_INFO
+    }
+    fn actions(&self, model: &Model) -> Vec<String> {
+        login_actions(self, model)
     }
 
     fn not_applicable(&self, model: &Model) -> Option<String> {
@@ -712,6 +739,7 @@ macro_rules! model_test {
             provisions: &[$($prov),*],
             scope: Scope::Model,
             timeout: Duration::from_secs(120),
+            actions: &[],
         };
     };
 }

@@ -58,6 +58,7 @@ macro_rules! reject_info {
             provisions: PROVISIONS_REJECT,
             scope: Scope::Unit,
             timeout: Duration::from_secs(180),
+            actions: &[],
         }
     };
 }
@@ -107,6 +108,7 @@ static GENUINE_INFO: TestInfo = TestInfo {
     provisions: PROVISIONS_GENUINE,
     scope: Scope::Unit,
     timeout: Duration::from_secs(180),
+    actions: &[],
 };
 
 /// The attacker's key: generated once per run, never written anywhere.
@@ -130,6 +132,14 @@ fn needs(model: &Model) -> Option<String> {
         return Some("the board declares neither a test signing key nor a genuine image".into());
     }
     None
+}
+
+/// The update action and the version action the board declares.
+fn update_actions(model: &Model) -> Vec<String> {
+    match &model.declarations.update {
+        Some(u) => vec![u.version_action.clone(), u.action.clone()],
+        None => vec!["read_version".into(), "push_update".into()],
+    }
 }
 
 /// What the lab can make genuine images from.
@@ -253,6 +263,10 @@ impl Test for AcceptsGenuine {
         &GENUINE_INFO
     }
 
+    fn actions(&self, model: &Model) -> Vec<String> {
+        update_actions(model)
+    }
+
     fn not_applicable(&self, model: &Model) -> Option<String> {
         needs(model)
     }
@@ -373,6 +387,10 @@ struct RejectsMutation {
 impl Test for RejectsMutation {
     fn info(&self) -> &TestInfo {
         self.info
+    }
+
+    fn actions(&self, model: &Model) -> Vec<String> {
+        update_actions(model)
     }
 
     fn not_applicable(&self, model: &Model) -> Option<String> {

@@ -638,6 +638,21 @@ fn list(suites: &[Suite], boards: &[Board], env: &RunEnv) -> anyhow::Result<()> 
                         units.join(", ")
                     )?;
                 }
+                // What the test would ask of this model's units, and what the board lacks.
+                let actions: Vec<String> = t
+                    .actions(&b.model)
+                    .into_iter()
+                    .map(|a| {
+                        if b.model.has_action(&a) {
+                            a
+                        } else {
+                            format!("{a} (not defined)")
+                        }
+                    })
+                    .collect();
+                if !actions.is_empty() {
+                    writeln!(out, "        actions: {}", actions.join(", "))?;
+                }
             }
         }
     }

@@ -50,6 +50,28 @@ pub struct TestRecord {
     pub evidence_text: Option<String>,
 }
 
+impl TestRecord {
+    /// The record without its transcript, for consumers that keep records until the end of the
+    /// run (summaries, results.json, junit.xml): the evidence is written once, as it arrives.
+    pub fn without_evidence(&self) -> TestRecord {
+        TestRecord {
+            board: self.board.clone(),
+            model: self.model.clone(),
+            suite: self.suite.clone(),
+            test: self.test.clone(),
+            verdict: self.verdict,
+            provisions: self.provisions.clone(),
+            message: self.message.clone(),
+            duration_ms: self.duration_ms,
+            evidence: self.evidence.clone(),
+            started_at: self.started_at.clone(),
+            data: self.data.clone(),
+            model_finding: self.model_finding.clone(),
+            evidence_text: None,
+        }
+    }
+}
+
 /// A per-model test's outcome, judged once across all units of the model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelFinding {

@@ -86,7 +86,8 @@ struct Ctx {
 impl Ctx {
     fn emit_record(&self, rec: TestRecord) {
         if let Ok(mut r) = self.records.lock() {
-            r.push(rec.clone());
+            // The summary needs verdicts, not transcripts: evidence is held once, in flight.
+            r.push(rec.without_evidence());
         }
         let _ = self.events.send(Event::TestFinished(Box::new(rec)));
     }
@@ -220,11 +221,16 @@ async fn run_model_group(
 
     run_model_phase(&model, &mut states, &tests, &ctx).await;
 
-    for s in states {
+    // Stop every unit of the group at once: shutdown time must not grow with the fleet.
+    let stops = states.into_iter().map(|s| async move {
+        drop(s.device);
         if let Some(e) = s.emulator {
             e.stop().await;
         }
-        let _ = ctx.events.send(Event::UnitFinished { unit: s.unit.name });
+        s.unit.name
+    });
+    for unit in futures::future::join_all(stops).await {
+        let _ = ctx.events.send(Event::UnitFinished { unit });
     }
 }
 

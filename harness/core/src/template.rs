@@ -2,6 +2,10 @@
 //!
 //! Rendering tracks which secrets went into the result, so the transcript can show a redacted
 //! form of exactly what was sent.
+//!
+//! This module knows the syntax only. Which variables exist, what they mean and where a board
+//! file may use them is listed once, in [`crate::board::vars::TEMPLATE_VARS`]: the loader
+//! checks templates against it and boards/README.md shows it as a table.
 
 use std::collections::BTreeMap;
 

@@ -116,12 +116,35 @@ pub struct TestInfo {
     pub provisions: &'static [&'static str],
     pub scope: Scope,
     pub timeout: Duration,
+    /// Board actions the test may run (`login_*`: every `login_<surface>` action), for `hilsec
+    /// list`; the harness's own `sync`, `recover` and `read_identity` are not listed.
+    pub actions: &'static [&'static str],
 }
 
 /// A conformance test. Per-unit tests implement `run_unit`, per-model tests `run_model`.
 #[async_trait::async_trait]
 pub trait Test: Send + Sync {
     fn info(&self) -> &TestInfo;
+
+    /// The actions this test would run on `model`: [`TestInfo::actions`] with `login_*`
+    /// expanded to the model's login surfaces. Tests whose actions come from declarations
+    /// (e.g. the update action's name) override it.
+    fn actions(&self, model: &Model) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in self.info().actions {
+            match a.strip_suffix('*') {
+                Some(prefix) => out.extend(
+                    model
+                        .actions
+                        .keys()
+                        .filter(|k| k.starts_with(prefix))
+                        .cloned(),
+                ),
+                None => out.push(a.to_string()),
+            }
+        }
+        out
+    }
 
     /// `Some(reason)` when the test does not apply to this model (e.g. an action it needs is not
     /// declared, or the declarations exclude it).

@@ -104,13 +104,14 @@ use hilsec_core::results::{ModelFindingRecord, ResultRecord, RunMeta, UnitMeta};
 
 /// Orders records by unit (in board order) and then by the order tests finished on the unit.
 pub(crate) fn ordered<'a>(units: &[UnitInfo], records: &'a [TestRecord]) -> Vec<&'a TestRecord> {
+    let index: std::collections::HashMap<&str, usize> = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.name.as_str(), i))
+        .collect();
     let mut v: Vec<&TestRecord> = records.iter().collect();
-    v.sort_by_key(|r| {
-        units
-            .iter()
-            .position(|u| u.name == r.board)
-            .unwrap_or(usize::MAX)
-    });
+    // Stable: tests of a unit keep the order they finished in.
+    v.sort_by_key(|r| index.get(r.board.as_str()).copied().unwrap_or(usize::MAX));
     v
 }
 
@@ -140,7 +141,7 @@ impl Reporter for JsonReporter {
                 self.units = units.clone();
                 self.started = Some(*started);
             }
-            Event::TestFinished(rec) => self.records.push((**rec).clone()),
+            Event::TestFinished(rec) => self.records.push(rec.without_evidence()),
             Event::RunFinished {
                 interrupted,
                 duration,

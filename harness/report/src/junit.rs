@@ -34,11 +34,13 @@ pub fn build(units: &[UnitInfo], records: &[TestRecord], total: Duration) -> Rep
     let mut report = Report::new("hilsec");
     report.set_time(total);
     let mut suites: Vec<TestSuite> = Vec::new();
+    let mut by_name: std::collections::HashMap<String, usize> = Default::default();
     for r in ordered(units, records) {
         let name = format!("{}.{}", r.board, r.suite);
-        let idx = match suites.iter().position(|s| s.name.as_str() == name) {
-            Some(i) => i,
+        let idx = match by_name.get(&name) {
+            Some(i) => *i,
             None => {
+                by_name.insert(name.clone(), suites.len());
                 let mut s = TestSuite::new(name.as_str());
                 if let Some(u) = units.iter().find(|u| u.name == r.board) {
                     s.add_properties(identity_properties(u));
@@ -112,7 +114,7 @@ impl Reporter for JunitReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
         match event {
             Event::RunStarted { units, .. } => self.units = units.clone(),
-            Event::TestFinished(r) => self.records.push((**r).clone()),
+            Event::TestFinished(r) => self.records.push(r.without_evidence()),
             Event::RunFinished { duration, .. } => {
                 let report = build(&self.units, &self.records, *duration);
                 let xml = report.to_string().map_err(|e| ReportError::Serialize {

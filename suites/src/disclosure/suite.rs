@@ -52,6 +52,7 @@ const fn info(
         provisions,
         scope: Scope::Unit,
         timeout: Duration::from_secs(60),
+        actions: &[],
     }
 }
 
@@ -460,6 +461,13 @@ const MODEL_CAPTURES: [&str; 3] = ["model", "model_name", "product_name"];
 impl Test for ModelDesignation {
     fn info(&self) -> &TestInfo {
         &MODEL
+    }
+    fn actions(&self, model: &Model) -> Vec<String> {
+        IDENTITY_ACTIONS
+            .iter()
+            .filter(|a| model.has_action(a))
+            .map(|a| a.to_string())
+            .collect()
     }
     fn not_applicable(&self, model: &Model) -> Option<String> {
         if IDENTITY_ACTIONS.iter().any(|a| model.has_action(a)) {

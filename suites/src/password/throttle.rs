@@ -40,6 +40,7 @@ static BRUTE_INFO: TestInfo = TestInfo {
     provisions: &["EN 303 645 5.1-5", "TS 103 701 5.1-5-1", "TS 103 701 5.1-5-2"],
     scope: Scope::Unit,
     timeout: Duration::from_secs(300),
+    actions: &["factory_reset", "set_password", "login", "logout"],
 };
 
 /// What the unit did after the burst when given its own password.
@@ -274,6 +275,9 @@ pub fn judge(m: &Measurements, max_rate: u32, threshold: Duration) -> Judgement 
 impl Test for BruteForceThrottled {
     fn info(&self) -> &TestInfo {
         &BRUTE_INFO
+    }
+    fn actions(&self, model: &Model) -> Vec<String> {
+        super::login_actions(self, model)
     }
 
     fn not_applicable(&self, model: &Model) -> Option<String> {

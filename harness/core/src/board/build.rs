@@ -347,3 +347,146 @@ fn build_emulator(
         ready_timeout,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testutil::{error, load, HEAD};
+    use super::super::{EmulatorKind, DEFAULT_MAX_GUESS_RATE};
+
+    #[test]
+    fn secrets_go_in_the_emulator_environment_not_its_arguments() {
+        let text = format!(
+            "{HEAD}
+[emulator]
+kind = \"process\"
+command = \"sim\"
+args = [\"--unit\", \"{{unit.name}}\",
+        \"--password\", \"{{secret.password}}\"]
+env = {{ SIM_PASSWORD = \"{{secret.password}}\", SIM_UNIT = \"{{unit.name}}\" }}
+ready = 'ready'
+"
+        );
+        let (line, col, msg, help) = error("args-secret", &text);
+        assert_eq!((line, col), (12, 23), "{msg}");
+        assert!(
+            msg.contains("{secret.password}") && msg.contains("cmdline"),
+            "{msg}"
+        );
+        assert!(help.unwrap_or_default().contains("env = {"));
+
+        let ok = text.replace(",\n        \"--password\", \"{secret.password}\"", "");
+        let m = load("env-secret", &ok).expect("loads");
+        let e = m.emulator.as_ref().expect("emulator");
+        let names: Vec<&str> = e.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["SIM_PASSWORD", "SIM_UNIT"]);
+        let env_emulator = text.replace("SIM_UNIT = \"{unit.name}\"", "SIM_X = \"{emulator.x}\"");
+        let errs = load("env-emulator", &env_emulator).expect_err("refused");
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("only exists once the emulator is ready")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn declarations_have_their_defaults() {
+        let m = load("decl-defaults", HEAD).expect("loads");
+        let d = &m.declarations;
+        assert_eq!(d.login_user, "admin");
+        assert_eq!(d.min_password_length, 8);
+        assert_eq!(d.brute_force_attempts, 8);
+        assert_eq!(d.throttle_threshold, Duration::from_millis(800));
+        assert_eq!(d.max_guess_rate, DEFAULT_MAX_GUESS_RATE);
+        assert!(d.lockout_after.is_none() && d.lockout_window.is_none());
+        assert!(d.update.is_none() && d.disclosure.is_none());
+        let text = format!(
+            "{HEAD}\n[declarations]\nbrute_force_attempts = 1000000\nlockout_after = 5\nlockout_window = \"15m\"\n\n[declarations.update]\n"
+        );
+        let m = load("decl-set", &text).expect("loads");
+        let d = &m.declarations;
+        assert_eq!(d.brute_force_attempts, 1000, "clamped");
+        assert_eq!(d.lockout_after, Some(5));
+        assert_eq!(d.lockout_window, Some(Duration::from_secs(900)));
+        let u = d.update.as_ref().expect("update");
+        assert_eq!(
+            (u.action.as_str(), u.version_action.as_str()),
+            ("push_update", "read_version")
+        );
+        assert_eq!(u.payload_size, 32 * 1024);
+    }
+
+    #[test]
+    fn lockout_and_guess_rate_must_be_positive() {
+        let (line, col, msg, _) = error(
+            "lockout-0",
+            &format!("{HEAD}\n[declarations]\nlockout_after = 0\n"),
+        );
+        assert_eq!((line, col), (9, 17), "{msg}");
+        assert!(msg.contains("at least 1"), "{msg}");
+        let (_, _, msg, _) = error(
+            "rate-0",
+            &format!("{HEAD}\n[declarations]\nmax_guess_rate = 0\n"),
+        );
+        assert!(msg.contains("max_guess_rate must be at least 1"), "{msg}");
+    }
+
+    #[test]
+    fn update_files_are_relative_to_the_board_file() {
+        let (line, _, msg, help) = error(
+            "update-key",
+            &format!("{HEAD}\n[declarations.update]\nsigning_key = \"no-such-key.pem\"\n"),
+        );
+        assert_eq!(line, 9, "{msg}");
+        assert!(
+            msg.ends_with("no-such-key.pem is not a readable file"),
+            "{msg}"
+        );
+        assert!(help
+            .unwrap_or_default()
+            .contains("relative to the board file"));
+    }
+
+    #[test]
+    fn emulator_kinds_and_commands() {
+        let text =
+            format!("{HEAD}\n[emulator]\nkind = \"sim\"\nready = 'console=(?P<console>\\S+)'\n");
+        let m = load("emu-sim", &text).expect("loads");
+        let e = m.emulator.as_ref().expect("emulator");
+        assert_eq!(
+            (e.kind, e.command.as_str()),
+            (EmulatorKind::Sim, "hilsec-simdev")
+        );
+        assert_eq!(e.ready_timeout, Duration::from_secs(20));
+        let (_, _, msg, _) = error("emu-process", &text.replace("\"sim\"", "\"process\""));
+        assert!(msg.contains("needs `command`"), "{msg}");
+        let (line, col, msg, help) = error("emu-kind", &text.replace("\"sim\"", "\"docker\""));
+        assert_eq!((line, col), (9, 8), "{msg}");
+        assert!(msg.contains("unknown emulator kind \"docker\""), "{msg}");
+        assert!(help.is_some());
+    }
+
+    #[test]
+    fn disclosure_urls_use_only_known_variables() {
+        let text = format!(
+            "{HEAD}\n[declarations.disclosure]\npolicy_url = \"https://{{unit.name}}.example/policy\"\nsupport_url = \"https://{{vendor.host}}/support\"\n"
+        );
+        let (line, _, msg, _) = error("disclosure-var", &text);
+        assert_eq!(line, 8, "{msg}");
+        assert!(
+            msg.starts_with("[declarations.disclosure]: unknown variable {vendor.host}"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_model_says_what_to_write() {
+        let (line, col, msg, help) = error(
+            "no-model",
+            "[interfaces.c]\nkind = \"serial\"\npath = \"/dev/null\"\n",
+        );
+        assert_eq!((line, col, msg.as_str()), (1, 1, "no [model] table"));
+        assert!(help.unwrap_or_default().contains("extends"));
+    }
+}

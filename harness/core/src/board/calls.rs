@@ -117,9 +117,102 @@ pub(crate) fn check_calls(d: &mut Diag, raw: &RawBoardFile, actions: &BTreeMap<S
             d.at(
                 Some(act.span()),
                 format!("actions call each other in a cycle: {}", cycle.join(" -> ")),
-                None,
+                Some("a recipe that calls itself again never ends on a device: remove one of these calls"),
             );
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{error, load, HEAD};
+    use super::super::{testutil, Step};
+
+    #[test]
+    fn calls_may_point_forward_and_see_the_callees_captures() {
+        let text = format!(
+            "{HEAD}
+[actions.a]
+steps = [
+  {{ call = \"b\", args = {{ user = \"root\" }} }},
+  {{ send = \"{{shell}}\" }},
+]
+
+[actions.b]
+params = [\"user\"]
+steps = [ {{ send = \"{{user}}\\n\" }}, {{ expect = '(?P<shell>[#$]) $' }} ]
+"
+        );
+        let m = load("forward", &text).expect("loads");
+        match &m.actions["a"].steps[0] {
+            Step::Call { action, args } => {
+                assert_eq!(action, "b");
+                assert_eq!(args.keys().collect::<Vec<_>>(), ["user"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_call_names_a_defined_action_with_exactly_its_params() {
+        let text = format!(
+            "{HEAD}\n[actions.a]\nsteps = [ {{ call = \"nope\" }} ]\n\n[actions.b]\nsteps = [ {{ wait = \"1ms\" }} ]\n"
+        );
+        let (line, col, msg, _) = error("undefined", &text);
+        assert_eq!((line, col), (9, 20), "{msg}");
+        assert_eq!(
+            msg,
+            "action \"a\" calls \"nope\", which is not defined (defined: a, b)"
+        );
+
+        let text = format!(
+            "{HEAD}\n[actions.a]\nsteps = [ {{ call = \"b\", args = {{ x = \"1\" }} }} ]\n\n[actions.b]\nparams = [\"user\"]\nsteps = [ {{ wait = \"1ms\" }} ]\n"
+        );
+        let errs = testutil::load("args", &text).expect_err("refused");
+        let msgs: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "call of \"b\" lacks argument \"user\"",
+                "call of \"b\" passes \"x\", which is not one of its params (user)"
+            ]
+        );
+        assert!(errs.iter().all(|e| (e.line, e.col) == (9, 11)), "{errs:?}");
+    }
+
+    #[test]
+    fn call_cycles_are_refused_once_with_their_path() {
+        let text = format!(
+            "{HEAD}
+[actions.a]
+steps = [ {{ call = \"b\" }} ]
+
+[actions.b]
+steps = [ {{ chunks = \"x\", steps = [ {{ call = \"c\" }} ] }} ]
+params = [\"x\"]
+
+[actions.c]
+steps = [ {{ wait = \"1ms\" }} ]
+cleanup = [ {{ call = \"a\" }} ]
+"
+        );
+        let errs = testutil::load("cycle", &text).expect_err("refused");
+        let cycles: Vec<_> = errs
+            .iter()
+            .filter(|e| e.message.contains("cycle"))
+            .collect();
+        assert_eq!(cycles.len(), 1, "{errs:?}");
+        assert_eq!(
+            cycles[0].message,
+            "actions call each other in a cycle: a -> b -> c -> a"
+        );
+        assert_eq!(cycles[0].line, 8, "at action a: {errs:?}");
+        // (a's call of b passes no `x`: that is the other error.)
+        let (_, _, msg, _) = error(
+            "self",
+            &format!("{HEAD}\n[actions.a]\nsteps = [ {{ call = \"a\" }} ]\n"),
+        );
+        assert_eq!(msg, "actions call each other in a cycle: a -> a");
     }
 }

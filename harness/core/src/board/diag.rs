@@ -141,4 +141,25 @@ mod tests {
         assert_eq!(line_col(t, 6), (2, 1));
         assert_eq!(line_col(t, 9), (2, 4));
     }
+
+    #[test]
+    fn errors_print_as_file_line_col_then_help() {
+        let mut d = Diag::new(Path::new("b.toml"), "a = 1\nbb = 2\n");
+        d.at(Some(9..10), "bad", Some("fix it"));
+        d.at(None, "unplaced", None);
+        assert_eq!(d.errors[0].to_string(), "b.toml:2:4: bad\n  help: fix it");
+        assert_eq!(d.errors[1].to_string(), "b.toml: unplaced");
+        assert_eq!(
+            BoardErrors(d.errors).to_string(),
+            "b.toml:2:4: bad\n  help: fix it\nb.toml: unplaced"
+        );
+    }
+
+    #[test]
+    fn toml_errors_get_help() {
+        assert!(toml_help("unknown field `parity`").is_some_and(|h| h.contains("boards/README.md")));
+        assert!(toml_help("missing field `name`").is_some());
+        assert!(toml_help("invalid type: string \"x\", expected u32").is_some());
+        assert_eq!(toml_help("something else"), None);
+    }
 }

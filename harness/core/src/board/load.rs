@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_spanned::Spanned;
+
 use super::build::build_model;
 use super::diag::{plain_error, toml_help, BoardError, BoardErrors, Diag};
 use super::model::RawBoardFile;
@@ -117,75 +119,11 @@ struct Loader {
 impl Loader {
     /// Loads one file. `Ok(None)`: a pure model file already loaded through `extends`.
     fn load_file(&mut self, path: &Path) -> Result<Option<Board>, Vec<BoardError>> {
-        let text = read_text(path)?;
-        let raw: RawBoardFile = toml::from_str(&text).map_err(|e| {
-            let mut d = Diag::new(path, &text);
-            d.at(
-                e.span(),
-                e.message().trim().to_string(),
-                toml_help(e.message()),
-            );
-            d.errors
-        })?;
+        let (text, raw) = parse_file(path)?;
         let mut d = Diag::new(path, &text);
 
         let model = if let Some(ext) = &raw.extends {
-            if raw.model.is_some()
-                || raw.declarations.is_some()
-                || raw.emulator.is_some()
-                || !raw.interfaces.is_empty()
-                || !raw.actions.is_empty()
-            {
-                d.at(
-                    Some(ext.span()),
-                    "a file with `extends` may only declare [[unit]] tables",
-                    Some("move model, interfaces, actions, declarations and emulator into the model file"),
-                );
-                return Err(d.errors);
-            }
-            let base = path.parent().unwrap_or(Path::new(".")).join(ext.get_ref());
-            let key = base.canonicalize().unwrap_or_else(|_| base.clone());
-            if let Some(m) = self.models.get(&key) {
-                m.clone()
-            } else {
-                if !base.is_file() {
-                    d.at(
-                        Some(ext.span()),
-                        format!(
-                            "extends {:?}, which is not a readable file",
-                            base.display().to_string()
-                        ),
-                        Some("the path is relative to this board file"),
-                    );
-                    return Err(d.errors);
-                }
-                let base_text = read_text(&base)?;
-                let base_raw: RawBoardFile = toml::from_str(&base_text).map_err(|e| {
-                    let mut bd = Diag::new(&base, &base_text);
-                    bd.at(
-                        e.span(),
-                        e.message().trim().to_string(),
-                        toml_help(e.message()),
-                    );
-                    bd.errors
-                })?;
-                if base_raw.extends.is_some() {
-                    d.at(
-                        Some(ext.span()),
-                        "the extended file itself uses `extends`; only one level is supported",
-                        None,
-                    );
-                    return Err(d.errors);
-                }
-                let mut bd = Diag::new(&base, &base_text);
-                let m = build_model(&base, &base_raw, &mut bd);
-                if !bd.errors.is_empty() {
-                    return Err(bd.errors);
-                }
-                let m = Arc::new(m.ok_or_else(Vec::new)?);
-                self.models.insert(key, m.clone());
-                m
-            }
+            self.extended_model(path, ext, &raw, &mut d)?
         } else {
             let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
             let m = build_model(path, &raw, &mut d);
@@ -220,6 +158,79 @@ impl Loader {
             Err(d.errors)
         }
     }
+
+    /// The model a unit file (`path`, parsed as `raw`) extends: loaded once per model file,
+    /// one level only. Errors name this file (`extends` misused) or the model file (its own
+    /// problems).
+    fn extended_model(
+        &mut self,
+        path: &Path,
+        ext: &Spanned<String>,
+        raw: &RawBoardFile,
+        d: &mut Diag,
+    ) -> Result<Arc<Model>, Vec<BoardError>> {
+        if raw.model.is_some()
+            || raw.declarations.is_some()
+            || raw.emulator.is_some()
+            || !raw.interfaces.is_empty()
+            || !raw.actions.is_empty()
+        {
+            d.at(
+                Some(ext.span()),
+                "a file with `extends` may only declare [[unit]] tables",
+                Some("move model, interfaces, actions, declarations and emulator into the model file"),
+            );
+            return Err(std::mem::take(&mut d.errors));
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).join(ext.get_ref());
+        let key = base.canonicalize().unwrap_or_else(|_| base.clone());
+        if let Some(m) = self.models.get(&key) {
+            return Ok(m.clone());
+        }
+        if !base.is_file() {
+            d.at(
+                Some(ext.span()),
+                format!(
+                    "extends {:?}, which is not a readable file",
+                    base.display().to_string()
+                ),
+                Some("the path is relative to this board file"),
+            );
+            return Err(std::mem::take(&mut d.errors));
+        }
+        let (base_text, base_raw) = parse_file(&base)?;
+        if base_raw.extends.is_some() {
+            d.at(
+                Some(ext.span()),
+                "the extended file itself uses `extends`; only one level is supported",
+                None,
+            );
+            return Err(std::mem::take(&mut d.errors));
+        }
+        let mut bd = Diag::new(&base, &base_text);
+        let m = build_model(&base, &base_raw, &mut bd);
+        if !bd.errors.is_empty() {
+            return Err(bd.errors);
+        }
+        let m = Arc::new(m.ok_or_else(Vec::new)?);
+        self.models.insert(key, m.clone());
+        Ok(m)
+    }
+}
+
+/// A board file's text and its parse (`deny_unknown_fields`, spans kept).
+fn parse_file(path: &Path) -> Result<(String, RawBoardFile), Vec<BoardError>> {
+    let text = read_text(path)?;
+    let raw: RawBoardFile = toml::from_str(&text).map_err(|e| {
+        let mut d = Diag::new(path, &text);
+        d.at(
+            e.span(),
+            e.message().trim().to_string(),
+            toml_help(e.message()),
+        );
+        d.errors
+    })?;
+    Ok((text, raw))
 }
 
 fn read_text(path: &Path) -> Result<String, Vec<BoardError>> {
@@ -240,4 +251,116 @@ fn read_text(path: &Path) -> Result<String, Vec<BoardError>> {
             Some("board files are UTF-8 TOML"),
         )]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::testutil::{load_paths, Scratch};
+    use super::LoadMode;
+
+    const MODEL: &str = "[model]\nname = \"Cam\"\n\n[interfaces.c]\nkind = \"serial\"\npath = \"/dev/{unit.tty}\"\n";
+
+    fn unit_file(name: &str, model: &str) -> String {
+        format!("extends = \"{model}\"\n\n[[unit]]\nname = \"{name}\"\nvars = {{ tty = \"ttyUSB0\" }}\n")
+    }
+
+    #[test]
+    fn unit_files_extending_one_model_share_it_whatever_the_order() {
+        // The model file sorts last ("model.toml") or first ("a-model.toml") in its folder.
+        for model in ["model.toml", "a-model.toml"] {
+            let s = Scratch::new("extends");
+            s.file(model, MODEL);
+            s.file("cam-1.toml", &unit_file("cam-1", model));
+            s.file(
+                "sub/cam-2.toml",
+                &unit_file("cam-2", &format!("../{model}")),
+            );
+            for mode in [LoadMode::Run, LoadMode::Check] {
+                let boards = load_paths(&[s.path().to_path_buf()], mode).expect("loads");
+                let with_units: Vec<_> = boards.iter().filter(|b| !b.units.is_empty()).collect();
+                assert_eq!(with_units.len(), 2, "{model} {mode:?}");
+                assert!(
+                    Arc::ptr_eq(&with_units[0].model, &with_units[1].model),
+                    "{model} {mode:?}"
+                );
+                assert_eq!(with_units[0].model.name, "Cam");
+                assert!(with_units[0].model.source.ends_with(model));
+                // A model file in a folder is a template: not run by itself.
+                if mode == LoadMode::Run {
+                    assert_eq!(boards.len(), 2, "{model}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extends_is_one_level_of_units_only() {
+        let s = Scratch::new("extends-bad");
+        s.file("model.toml", MODEL);
+        s.file("mid.toml", &unit_file("x", "model.toml"));
+        let cases = [
+            (
+                unit_file("u", "mid.toml"),
+                "only one level is supported",
+                (1, 11),
+            ),
+            (
+                unit_file("u", "model.toml")
+                    .replace("\n\n[[unit]]", "\n\n[model]\nname = \"X\"\n\n[[unit]]"),
+                "may only declare [[unit]] tables",
+                (1, 11),
+            ),
+            (
+                unit_file("u", "nope.toml"),
+                "which is not a readable file",
+                (1, 11),
+            ),
+        ];
+        for (text, words, place) in cases {
+            let f = s.file("u.toml", &text);
+            let errs = load_paths(std::slice::from_ref(&f), LoadMode::Check).expect_err(words);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].path, f);
+            assert_eq!((errs[0].line, errs[0].col), place, "{words}: {errs:?}");
+            assert!(errs[0].message.contains(words), "{errs:?}");
+        }
+    }
+
+    #[test]
+    fn errors_of_an_extended_model_name_the_model_file() {
+        let s = Scratch::new("extends-err");
+        let model = s.file(
+            "model.toml",
+            &MODEL.replace("kind = \"serial\"", "kind = \"serial\"\nbaud = \"fast\""),
+        );
+        let unit = s.file("u.toml", &unit_file("u", "model.toml"));
+        let errs = load_paths(&[unit], LoadMode::Check).expect_err("refused");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (&errs[0].path, errs[0].line, errs[0].col),
+            (&model, 6, 8),
+            "{errs:?}"
+        );
+        assert!(errs[0].help.is_some());
+    }
+
+    #[test]
+    fn what_run_needs_that_check_does_not() {
+        let s = Scratch::new("modes");
+        let model = s.file("model.toml", MODEL);
+        let boards = load_paths(std::slice::from_ref(&model), LoadMode::Check).expect("checks");
+        assert!(boards[0].units.is_empty());
+        let errs = load_paths(&[model], LoadMode::Run).expect_err("nothing to run");
+        assert!(errs[0].message.contains("declares no [[unit]]"), "{errs:?}");
+        let empty = s.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        let errs = load_paths(&[empty, s.path().join("missing.toml")], LoadMode::Check)
+            .expect_err("refused");
+        let msgs: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0].contains("holds no board files"), "{msgs:?}");
+        assert!(msgs[1].starts_with("cannot read board file"), "{msgs:?}");
+    }
 }

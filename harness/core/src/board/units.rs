@@ -168,3 +168,133 @@ fn resolve_secret(
     }
     Some(SecretSpec::FromAction { action, capture })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{load_paths, Scratch, HEAD};
+    use super::super::{LoadMode, SecretSpec};
+
+    /// `HEAD` with a `login` action using `{unit.adapter}`, then `units` (from line 10).
+    fn board(units: &str) -> String {
+        format!("{HEAD}\n[actions.login]\nsteps = [ {{ send = \"{{unit.adapter}}\" }} ]\n{units}")
+    }
+
+    #[test]
+    fn units_take_identity_vars_and_the_models_firmware() {
+        let s = Scratch::new("unit-ok");
+        let text = board(
+            "\n[[unit]]\nname = \"u-1\"\nserial = \"S1\"\npassword = { value = \"pw\" }\nvars = { adapter = \"A1\" }\n",
+        )
+        .replace("name = \"T\"\n", "name = \"T\"\nfirmware = \"1.0.0\"\n");
+        let b = load_paths(&[s.file("b.toml", &text)], LoadMode::Run).expect("loads");
+        let u = &b[0].units[0];
+        assert_eq!((u.name.as_str(), u.serial.as_deref()), ("u-1", Some("S1")));
+        assert_eq!(u.firmware.as_deref(), Some("1.0.0"));
+        assert_eq!(u.password, Some(SecretSpec::Known("pw".into())));
+        assert_eq!(u.vars["adapter"], "A1");
+    }
+
+    #[test]
+    fn a_unit_must_define_the_vars_the_model_uses() {
+        let s = Scratch::new("unit-var");
+        let text = board("\n[[unit]]\nname = \"u-1\"\n");
+        let errs = load_paths(&[s.file("b.toml", &text)], LoadMode::Check).expect_err("refused");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].line, errs[0].col),
+            (11, 1),
+            "the [[unit]]: {errs:?}"
+        );
+        assert!(
+            errs[0].message.contains("has no variable \"adapter\""),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unit_names_are_path_safe_and_unique_across_files() {
+        let s = Scratch::new("unit-names");
+        let bad = board("\n[[unit]]\nname = \"../x\"\nvars = { adapter = \"A\" }\n");
+        let errs = load_paths(&[s.file("bad.toml", &bad)], LoadMode::Check).expect_err("refused");
+        assert_eq!((errs[0].line, errs[0].col), (12, 8), "{errs:?}");
+        assert!(
+            errs[0].message.contains("must be non-empty and use only"),
+            "{errs:?}"
+        );
+
+        let one = board("\n[[unit]]\nname = \"u-1\"\nvars = { adapter = \"A\" }\n");
+        let a = s.file("a.toml", &one);
+        let b = s.file("b.toml", &one);
+        let errs = load_paths(&[a, b.clone()], LoadMode::Run).expect_err("refused");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((&errs[0].path, errs[0].line), (&b, 0));
+        assert!(
+            errs[0]
+                .message
+                .starts_with("unit name \"u-1\" is also used in "),
+            "{errs:?}"
+        );
+        assert!(errs[0].message.ends_with("a.toml"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_secret_has_exactly_one_source() {
+        let s = Scratch::new("secrets");
+        let unit = |pw: &str| {
+            board(&format!(
+                "\n[[unit]]\nname = \"u\"\nvars = {{ adapter = \"A\" }}\npassword = {pw}\n"
+            ))
+        };
+        let first = |pw: &str, mode| {
+            let f = s.file("s.toml", &unit(pw));
+            load_paths(&[f], mode).expect_err("refused").remove(0)
+        };
+        let e = first("{ value = \"a\", env = \"B\" }", LoadMode::Check);
+        assert_eq!((e.line, e.col), (14, 12), "{e}");
+        assert!(
+            e.message
+                .contains("exactly one of `value`, `env` or `action`"),
+            "{e}"
+        );
+        let e = first("{ action = \"read_label\" }", LoadMode::Check);
+        assert!(e.message.contains("needs `capture`"), "{e}");
+        let e = first(
+            "{ action = \"read_label\", capture = \"pw\" }",
+            LoadMode::Check,
+        );
+        assert_eq!(
+            e.message,
+            "action \"read_label\" is not defined in the model"
+        );
+        let ok = unit("{ action = \"login\", capture = \"pw\" }");
+        let b = load_paths(&[s.file("s.toml", &ok)], LoadMode::Run).expect("loads");
+        assert_eq!(
+            b[0].units[0].password,
+            Some(SecretSpec::FromAction {
+                action: "login".into(),
+                capture: "pw".into()
+            })
+        );
+    }
+
+    #[test]
+    fn an_unset_env_secret_stops_a_run_but_not_a_check() {
+        let s = Scratch::new("env-secret");
+        let var = "HILSEC_TEST_UNSET_SECRET_7f3a";
+        let text = board(&format!(
+            "\n[[unit]]\nname = \"u\"\nvars = {{ adapter = \"A\" }}\npassword = {{ env = \"{var}\" }}\n"
+        ));
+        let f = s.file("e.toml", &text);
+        assert!(load_paths(std::slice::from_ref(&f), LoadMode::Check).is_ok());
+        let errs = load_paths(&[f], LoadMode::Run).expect_err("refused");
+        assert_eq!(
+            errs[0].message,
+            format!("environment variable {var} is not set")
+        );
+        assert!(errs[0]
+            .help
+            .as_deref()
+            .unwrap_or_default()
+            .contains("never logged"));
+    }
+}

@@ -9,11 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Device;
-use crate::board::{Interface, MqttBroker, SerialEndpoint};
+use crate::board::{
+    HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
+    SerialSpec,
+};
 use crate::iface::modbus::ModbusLink;
 use crate::iface::mqtt::{split_address, MqttLink, MqttParams};
 use crate::iface::serial::Console;
 use crate::iface::LinkError;
+use crate::template::Template;
 use crate::transcript::Transcript;
 
 /// An open connection of one of the unit's interfaces.
@@ -63,126 +67,18 @@ impl Device {
             self.links.remove(iface);
         }
         if !self.links.contains_key(iface) {
-            let spec =
-                self.model
-                    .interfaces
-                    .get(iface)
-                    .cloned()
-                    .ok_or_else(|| LinkError::Open {
-                        endpoint: iface.to_string(),
-                        detail: "no such interface".into(),
-                    })?;
-            let globals = &self.globals;
-            let render = |t: &crate::template::Template| {
-                t.render(globals)
-                    .map(|r| r.text)
-                    .map_err(|detail| LinkError::Open {
-                        endpoint: iface.to_string(),
-                        detail,
-                    })
-            };
-            let t = self.transcript.clone();
+            let spec = self
+                .model
+                .interfaces
+                .get(iface)
+                .cloned()
+                .ok_or_else(|| open_error(iface, "no such interface".into()))?;
             let link = match &spec {
-                Interface::Serial(s) => match &s.endpoint {
-                    SerialEndpoint::Tty(p) => {
-                        let path = render(p)?;
-                        t.note(format!("{iface}: opening {path}"));
-                        Link::Console(Console::open_tty(iface, &path, s.baud, t)?)
-                    }
-                    SerialEndpoint::Tcp(a) => {
-                        let addr = render(a)?;
-                        t.note(format!("{iface}: connecting to {addr}"));
-                        Link::Console(Console::open_tcp(iface, &addr, timeout, t).await?)
-                    }
-                },
-                Interface::Mqtt(m) => {
-                    let addr = match &m.broker {
-                        MqttBroker::Embedded => match globals.get("broker.address") {
-                            Some(a) => a.expose().to_string(),
-                            None => {
-                                return Err(LinkError::Open {
-                                    endpoint: iface.into(),
-                                    detail: "no embedded broker is running".into(),
-                                })
-                            }
-                        },
-                        MqttBroker::Address(a) => render(a)?,
-                    };
-                    let (host, port) = split_address(&addr).map_err(|detail| LinkError::Open {
-                        endpoint: iface.into(),
-                        detail,
-                    })?;
-                    let client_id = match &m.client_id {
-                        Some(c) => render(c)?,
-                        None => format!("hilsec-{}", self.unit.name),
-                    };
-                    let credentials = match (&m.username, &m.password) {
-                        (Some(u), p) => {
-                            let pass = match p {
-                                Some(p) => {
-                                    let r =
-                                        p.render(globals).map_err(|detail| LinkError::Open {
-                                            endpoint: iface.to_string(),
-                                            detail,
-                                        })?;
-                                    for s in &r.secrets {
-                                        self.redactor.add(s);
-                                    }
-                                    r.text
-                                }
-                                None => String::new(),
-                            };
-                            Some((render(u)?, pass))
-                        }
-                        _ => None,
-                    };
-                    let params = MqttParams {
-                        host,
-                        port,
-                        client_id,
-                        credentials,
-                    };
-                    Link::Mqtt(MqttLink::connect(iface, &params, timeout, t).await?)
-                }
-                Interface::Http(h) => {
-                    let mut ca = Vec::new();
-                    if let Some(c) = &h.ca {
-                        ca.push(std::path::PathBuf::from(render(c)?));
-                    }
-                    let opts = crate::iface::http::HttpOptions {
-                        ca,
-                        timeout,
-                        ..Default::default()
-                    };
-                    let c = crate::iface::http::HttpClient::new(&opts).map_err(|e| {
-                        LinkError::Open {
-                            endpoint: iface.to_string(),
-                            detail: e.to_string(),
-                        }
-                    })?;
-                    Link::Http(Arc::new(c))
-                }
-                Interface::ModbusTcp(m) => {
-                    let addr = render(&m.address)?;
-                    Link::Modbus(
-                        ModbusLink::connect_tcp(iface, &addr, m.unit_id, timeout, t).await?,
-                    )
-                }
-                Interface::ModbusRtu(m) => match &m.endpoint {
-                    SerialEndpoint::Tty(p) => {
-                        let path = render(p)?;
-                        Link::Modbus(ModbusLink::open_rtu_tty(
-                            iface, &path, m.baud, m.unit_id, t,
-                        )?)
-                    }
-                    SerialEndpoint::Tcp(a) => {
-                        let addr = render(a)?;
-                        Link::Modbus(
-                            ModbusLink::connect_rtu_tcp(iface, &addr, m.unit_id, timeout, t)
-                                .await?,
-                        )
-                    }
-                },
+                Interface::Serial(s) => self.open_serial(iface, s, timeout).await?,
+                Interface::Mqtt(m) => self.open_mqtt(iface, m, timeout).await?,
+                Interface::Http(h) => self.open_http(iface, h, timeout)?,
+                Interface::ModbusTcp(m) => self.open_modbus_tcp(iface, m, timeout).await?,
+                Interface::ModbusRtu(m) => self.open_modbus_rtu(iface, m, timeout).await?,
             };
             self.links.insert(iface.to_string(), link);
         }
@@ -191,11 +87,157 @@ impl Device {
             .ok_or_else(|| LinkError::Closed("link vanished".into()))
     }
 
+    /// The default step timeout of interface `on` (the board's, or the harness default).
     pub(super) fn iface_timeout(&self, on: &str) -> Duration {
         self.model
             .interfaces
             .get(on)
             .map(Interface::default_timeout)
             .unwrap_or(crate::board::DEFAULT_STEP_TIMEOUT)
+    }
+
+    /// A template of interface `iface` rendered with the unit's variables; a failure is an
+    /// open error of that interface.
+    fn render_for(&self, iface: &str, t: &Template) -> Result<String, LinkError> {
+        t.render(&self.globals)
+            .map(|r| r.text)
+            .map_err(|detail| open_error(iface, detail))
+    }
+
+    // The openers that await take `&mut self` although they only read: a `&Device` held across
+    // an await would need `Device: Sync`, which its links are not.
+
+    /// A console: a tty path or a raw-TCP address.
+    async fn open_serial(
+        &mut self,
+        iface: &str,
+        s: &SerialSpec,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        let t = self.transcript.clone();
+        Ok(match &s.endpoint {
+            SerialEndpoint::Tty(p) => {
+                let path = self.render_for(iface, p)?;
+                t.note(format!("{iface}: opening {path}"));
+                Link::Console(Console::open_tty(iface, &path, s.baud, t)?)
+            }
+            SerialEndpoint::Tcp(a) => {
+                let addr = self.render_for(iface, a)?;
+                t.note(format!("{iface}: connecting to {addr}"));
+                Link::Console(Console::open_tcp(iface, &addr, timeout, t).await?)
+            }
+        })
+    }
+
+    /// An MQTT client on the embedded broker or the board's; the password (if any) becomes a
+    /// secret of the unit.
+    async fn open_mqtt(
+        &mut self,
+        iface: &str,
+        m: &MqttSpec,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        let addr = match &m.broker {
+            MqttBroker::Embedded => match self.globals.get("broker.address") {
+                Some(a) => a.expose().to_string(),
+                None => return Err(open_error(iface, "no embedded broker is running".into())),
+            },
+            MqttBroker::Address(a) => self.render_for(iface, a)?,
+        };
+        let (host, port) = split_address(&addr).map_err(|detail| open_error(iface, detail))?;
+        let client_id = match &m.client_id {
+            Some(c) => self.render_for(iface, c)?,
+            None => format!("hilsec-{}", self.unit.name),
+        };
+        let credentials = match (&m.username, &m.password) {
+            (Some(u), p) => {
+                let pass = match p {
+                    Some(p) => {
+                        let r = p
+                            .render(&self.globals)
+                            .map_err(|detail| open_error(iface, detail))?;
+                        for s in &r.secrets {
+                            self.redactor.add(s);
+                        }
+                        r.text
+                    }
+                    None => String::new(),
+                };
+                Some((self.render_for(iface, u)?, pass))
+            }
+            _ => None,
+        };
+        let params = MqttParams {
+            host,
+            port,
+            client_id,
+            credentials,
+        };
+        let t = self.transcript.clone();
+        Ok(Link::Mqtt(
+            MqttLink::connect(iface, &params, timeout, t).await?,
+        ))
+    }
+
+    /// An HTTP client trusting the interface's CA (no connection is made yet).
+    fn open_http(&self, iface: &str, h: &HttpSpec, timeout: Duration) -> Result<Link, LinkError> {
+        let mut ca = Vec::new();
+        if let Some(c) = &h.ca {
+            ca.push(std::path::PathBuf::from(self.render_for(iface, c)?));
+        }
+        let opts = crate::iface::http::HttpOptions {
+            ca,
+            timeout,
+            ..Default::default()
+        };
+        let c = crate::iface::http::HttpClient::new(&opts)
+            .map_err(|e| open_error(iface, e.to_string()))?;
+        Ok(Link::Http(Arc::new(c)))
+    }
+
+    /// Modbus TCP.
+    async fn open_modbus_tcp(
+        &mut self,
+        iface: &str,
+        m: &ModbusTcpSpec,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        let addr = self.render_for(iface, &m.address)?;
+        let t = self.transcript.clone();
+        Ok(Link::Modbus(
+            ModbusLink::connect_tcp(iface, &addr, m.unit_id, timeout, t).await?,
+        ))
+    }
+
+    /// Modbus RTU on a tty or over raw TCP.
+    async fn open_modbus_rtu(
+        &mut self,
+        iface: &str,
+        m: &ModbusRtuSpec,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        let t = self.transcript.clone();
+        Ok(match &m.endpoint {
+            SerialEndpoint::Tty(p) => {
+                let path = self.render_for(iface, p)?;
+                Link::Modbus(ModbusLink::open_rtu_tty(
+                    iface, &path, m.baud, m.unit_id, t,
+                )?)
+            }
+            SerialEndpoint::Tcp(a) => {
+                let addr = self.render_for(iface, a)?;
+                Link::Modbus(
+                    ModbusLink::connect_rtu_tcp(iface, &addr, m.unit_id, timeout, t).await?,
+                )
+            }
+        })
+    }
+}
+
+/// An open error of interface `iface`.
+fn open_error(iface: &str, detail: String) -> LinkError {
+    LinkError::Open {
+        endpoint: iface.to_string(),
+        detail,
     }
 }

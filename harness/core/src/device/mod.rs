@@ -6,8 +6,8 @@
 //!
 //! This module is the facade: the public API the runner and the suites use, and what the device
 //! tracks across actions (liveness, confirmed findings, an unreachable link, memo, secrets).
-//! How links are opened lives in [`link`](self::link) and what each step kind does in
-//! [`steps`](self::steps), so that neither is in the way of reading the other.
+//! How links are opened lives in `link` and what each step kind does in `steps`, so that
+//! neither is in the way of reading the other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
