@@ -436,6 +436,7 @@ impl UniversalDefaultRejected {
         }
         let surfaces = login_surfaces(&dev.model);
         let mut accepted = Vec::new();
+        let mut unanswered: Vec<String> = Vec::new();
         let mut controls = Vec::new();
         let mut refused_control = Vec::new();
         let mut plan = ResetPlan::new(decl.lockout_after);
@@ -457,6 +458,7 @@ impl UniversalDefaultRejected {
                 }
                 None => {}
             }
+            let mut silent_in_a_row = 0usize;
             for (i, (u, p)) in list.iter().enumerate() {
                 if started.elapsed() > budget {
                     let rest: Vec<&str> = surfaces[si + 1..].iter().map(String::as_str).collect();
@@ -479,7 +481,28 @@ impl UniversalDefaultRejected {
                     elapsed,
                     no_password,
                 } = match r {
-                    Ok(v) => v,
+                    Ok(v) => {
+                        silent_in_a_row = 0;
+                        v
+                    }
+                    // One credential without an answer (e.g. a login program that drops the
+                    // session when root logs in on a non-secure terminal) is noted and the sweep
+                    // goes on; three in a row mean the unit is gone.
+                    Err(e)
+                        if e.is_device_silence()
+                            && dev.unreachable().is_none()
+                            && silent_in_a_row < 2 =>
+                    {
+                        silent_in_a_row += 1;
+                        dev.note(format!(
+                            "credential {} of {} ({u}/{}) on {surface}: no answer ({e}); going on with the next",
+                            i + 1,
+                            list.len(),
+                            shown(p)
+                        ));
+                        unanswered.push(format!("{u}/{}", shown(p)));
+                        continue;
+                    }
                     Err(e) => {
                         // Say exactly what could not be completed; confirmed findings stand.
                         return Ok(Outcome::error(format!(
@@ -576,7 +599,22 @@ impl UniversalDefaultRejected {
             if let Some(n) = &not_done {
                 msg.push_str(&format!("; not completed: {n}"));
             }
+            if !unanswered.is_empty() {
+                msg.push_str(&format!(
+                    "; {} got no answer: {}",
+                    unanswered.len(),
+                    unanswered.join(", ")
+                ));
+            }
             return Ok(Outcome::fail(msg));
+        }
+        if !unanswered.is_empty() && not_done.is_none() && refused_control.is_empty() {
+            return Ok(Outcome::inconclusive(format!(
+                "no universal default credential authenticated {state}{on}, but {} of {} got no answer from the device (neither accepted nor refused): {}",
+                unanswered.len(),
+                list.len(),
+                unanswered.join(", ")
+            )));
         }
         if let Some(n) = not_done {
             return Ok(Outcome::inconclusive(format!(

@@ -390,21 +390,15 @@ fn cmd_run(args: RunArgs) -> i32 {
 fn read_baseline(path: &Path) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--baseline {}: cannot read it: {e}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    // Checked against the typed schema (the same types results.json is written with), so a
+    // file that is not an earlier run's results is refused before anything starts.
+    hilsec_core::results::ResultsFile::from_json_str(&text).map_err(|e| {
         format!(
-            "--baseline {}:{}:{}: not JSON: {e}; pass the results.json of an earlier run",
-            path.display(),
-            e.line(),
-            e.column()
+            "--baseline {}:{e}; pass the results.json of an earlier run",
+            path.display()
         )
     })?;
-    if !v["tests"].is_array() {
-        return Err(format!(
-            "--baseline {}: not a hilsec results.json (no \"tests\" list); pass the results.json of an earlier run",
-            path.display()
-        ));
-    }
-    Ok(v)
+    serde_json::from_str(&text).map_err(|e| format!("--baseline {}: {e}", path.display()))
 }
 
 /// Starts what the boards need from the harness itself: the embedded MQTT broker when an MQTT

@@ -80,6 +80,11 @@ impl Redactor {
         }
     }
 
+    /// Whether `value` was declared public (see [`Redactor::add_public`]).
+    pub fn is_public(&self, value: &str) -> bool {
+        self.public.iter().any(|p| p == value)
+    }
+
     /// Adds every secret another redactor knows.
     pub fn merge(&mut self, other: &Redactor) {
         for p in &other.public {

@@ -548,7 +548,7 @@ fn sign_in_endpoint(u: &str) -> Option<String> {
     if parts.host.contains('.') && (SIGN_IN.contains(&first_label) || first_label == "accounts") {
         return Some(format!("is on a sign-in host ({})", parts.host));
     }
-    sign_in_path(parts.path).map(|seg| format!("names a sign-in endpoint (`{seg}`)"))
+    sign_in_path(&parts.path).map(|seg| format!("names a sign-in endpoint (`{seg}`)"))
 }
 
 fn sign_in_path(path: &str) -> Option<String> {

@@ -1,50 +1,34 @@
-//! Just enough URL handling for the disclosure checks: split an absolute URL into scheme, host
-//! and path, and resolve a link on a page against the page's URL. Not a general URL parser:
-//! no normalisation of percent-encoding or dot segments, which no check here needs.
+//! The URL handling the disclosure checks need, on the `url` crate (WHATWG URL parsing): the
+//! scheme, host and path of an absolute URL, "is this the same page", and resolving a link on a
+//! page against the page's URL.
 
 /// The parts of an absolute URL the checks look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UrlParts<'a> {
+pub(crate) struct UrlParts {
     /// Lowercased.
     pub scheme: String,
-    /// Lowercased, without user info or port.
+    /// Lowercased, without user info or port; IPv6 hosts in brackets.
     pub host: String,
-    /// As written; `/` when empty.
-    pub path: &'a str,
+    /// As the URL has it after parsing (`/` when empty).
+    pub path: String,
 }
 
-/// Splits `scheme://authority/path?query#fragment`; `None` for anything else.
-pub(crate) fn split(url: &str) -> Option<UrlParts<'_>> {
-    let url = url.trim();
-    let (scheme, rest) = url.split_once("://")?;
-    let mut chars = scheme.chars();
-    if !chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    {
-        return None;
-    }
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = if host_port.starts_with('[') {
-        host_port.split(']').next().map(|h| format!("{h}]"))?
-    } else {
-        host_port.split(':').next().unwrap_or("").to_string()
+/// The scheme, host and path of an absolute URL with a host; `None` for anything else
+/// (`mailto:`, relative references, junk).
+pub(crate) fn split(url: &str) -> Option<UrlParts> {
+    let u = url::Url::parse(url.trim()).ok()?;
+    let host = match u.host()? {
+        url::Host::Domain(d) => d.to_ascii_lowercase(),
+        url::Host::Ipv4(a) => a.to_string(),
+        url::Host::Ipv6(a) => format!("[{a}]"),
     };
     if host.is_empty() {
         return None;
     }
-    let after = &rest[auth_end..];
-    let path_end = after.find(['?', '#']).unwrap_or(after.len());
-    let path = if path_end == 0 {
-        "/"
-    } else {
-        &after[..path_end]
-    };
     Some(UrlParts {
-        scheme: scheme.to_ascii_lowercase(),
-        host: host.to_ascii_lowercase(),
-        path,
+        scheme: u.scheme().to_string(),
+        host,
+        path: u.path().to_string(),
     })
 }
 
@@ -55,41 +39,17 @@ pub(crate) fn comparable(url: &str) -> String {
 }
 
 /// Resolves a link's `href` against the URL of the page it is on. Same-page links
-/// (`#…`, `?…`), scripts and links that cannot be resolved give `None`.
+/// (`#…`, `?…`) and links that cannot be resolved give `None`.
 pub(crate) fn resolve(base: &str, href: &str) -> Option<String> {
     let href = href.trim();
     if href.is_empty() || href.starts_with('#') || href.starts_with('?') {
         return None;
     }
-    if let Some(colon) = href.find(':') {
-        let scheme = &href[..colon];
-        if !scheme.is_empty()
-            && !scheme.contains(['/', '?', '#'])
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        {
-            return Some(href.to_string()); // absolute, any scheme
-        }
+    let base = url::Url::parse(base.trim()).ok()?;
+    if !base.has_host() {
+        return None;
     }
-    let base = base.trim();
-    let b = split(base)?;
-    if let Some(rest) = href.strip_prefix("//") {
-        return Some(format!("{}://{rest}", b.scheme));
-    }
-    let after_scheme = base.find("://")? + 3;
-    let authority_len = base[after_scheme..]
-        .find(['/', '?', '#'])
-        .unwrap_or(base.len() - after_scheme);
-    let origin = &base[..after_scheme + authority_len];
-    if href.starts_with('/') {
-        return Some(format!("{origin}{href}"));
-    }
-    let dir = match b.path.rfind('/') {
-        Some(i) => &b.path[..=i],
-        None => "/",
-    };
-    Some(format!("{origin}{dir}{href}"))
+    base.join(href).ok().map(String::from)
 }
 
 #[cfg(test)]
@@ -102,7 +62,14 @@ mod tests {
         assert_eq!(u.scheme, "https");
         assert_eq!(u.host, "login.example.com");
         assert_eq!(u.path, "/Auth/Start");
-        assert_eq!(split("https://example.com").map(|u| u.path), Some("/"));
+        assert_eq!(
+            split("https://example.com").map(|u| u.path).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            split("https://[::1]:8443/x").map(|u| u.host).as_deref(),
+            Some("[::1]")
+        );
         assert!(split("mailto:a@b.c").is_none());
         assert!(split("https://").is_none());
         assert!(split("1http://x").is_none());
@@ -118,6 +85,10 @@ mod tests {
         assert_eq!(
             resolve(base, "form").as_deref(),
             Some("https://example.com/security/form")
+        );
+        assert_eq!(
+            resolve(base, "../contact").as_deref(),
+            Some("https://example.com/contact")
         );
         assert_eq!(
             resolve(base, "//forms.example.com/x").as_deref(),

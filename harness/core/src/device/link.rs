@@ -63,6 +63,12 @@ impl Device {
         iface: &str,
         timeout: Duration,
     ) -> Result<&mut Link, LinkError> {
+        // A device may close its end between exchanges (a telnet or ser2net session ended by
+        // a logout, a login program that exits after three failures): notice it now, and
+        // connect again, as a person at a terminal would. A unit that is gone fails to reopen.
+        if let Some(Link::Console(c)) = self.links.get_mut(iface) {
+            c.poll_pending();
+        }
         if self.links.get(iface).is_some_and(Link::is_closed) {
             self.links.remove(iface);
         }
@@ -85,6 +91,17 @@ impl Device {
         self.links
             .get_mut(iface)
             .ok_or_else(|| LinkError::Closed("link vanished".into()))
+    }
+
+    /// Expects answered so far on the open console links (see `Console::matches`).
+    pub(super) fn console_matches(&self) -> u64 {
+        self.links
+            .values()
+            .map(|l| match l {
+                Link::Console(c) => c.matches(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// The default step timeout of interface `on` (the board's, or the harness default).

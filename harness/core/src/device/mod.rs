@@ -411,18 +411,38 @@ impl Device {
     ) -> Result<ActionOutcome, ActionError> {
         let start = Instant::now();
         let mut out = ActionOutcome::default();
+        // A parameter the action declares secret is secret whoever passes it (a password the
+        // suite generated included), from the first line of evidence on: one form everywhere.
+        let secret_params = self
+            .model
+            .actions
+            .get(name)
+            .map(|a| a.secret_params.clone())
+            .unwrap_or_default();
         let args: BTreeMap<String, SecretValue> = args
             .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| {
+                let v = if secret_params.iter().any(|p| p == k) && !v.is_secret() {
+                    SecretValue::secret(v.expose())
+                } else {
+                    v.clone()
+                };
+                if v.is_secret() {
+                    self.redactor.add(v.expose());
+                }
+                (k.to_string(), v)
+            })
             .collect();
         self.transcript.note(format!(
             "action {name}({})",
             args.iter()
-                .map(|(k, v)| if v.is_secret() {
-                    format!("{k}={}", crate::secret::REDACTED)
-                } else {
-                    format!("{k}={:?}", v.expose())
-                })
+                .map(
+                    |(k, v)| if v.is_secret() && !self.redactor.is_public(v.expose()) {
+                        format!("{k}={}", crate::secret::REDACTED)
+                    } else {
+                        format!("{k}={:?}", v.expose())
+                    }
+                )
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -430,10 +450,30 @@ impl Device {
             self.transcript
                 .note(format!("action {name}: data {k} = {} bytes", v.len()));
         }
-        let r = self
-            .run_inner(name, args, data.clone(), &mut out, 0)
+        let answered = self.console_matches();
+        let mut r = self
+            .run_inner(name, args.clone(), data.clone(), &mut out, 0)
             .await
             .map(|()| ActionOutcome::default());
+        if let Err(ActionError::Link {
+            source: LinkError::Closed(why),
+            ..
+        }) = &r
+        {
+            if self.console_matches() == answered {
+                // No expect was answered before the link closed: the device had ended the session
+                // before this action began (a logout, a login program that exits after three
+                // failures). Connect again and start the action over, once.
+                self.transcript.note(format!(
+                    "action {name}: the link closed before the device answered anything of this action ({why}); connecting again and starting the action over"
+                ));
+                out = ActionOutcome::default();
+                r = self
+                    .run_inner(name, args, data.clone(), &mut out, 0)
+                    .await
+                    .map(|()| ActionOutcome::default());
+            }
+        }
         self.observe(&r);
         r?;
         out.elapsed = start.elapsed();

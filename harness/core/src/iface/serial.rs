@@ -199,6 +199,10 @@ pub struct Console {
     writer: Option<Writer>,
     buf: Vec<u8>,
     closed: Option<String>,
+    /// Bytes received since the console was opened.
+    received: u64,
+    /// Expects answered since the console was opened.
+    matches: u64,
     transcript: Transcript,
     stop: Arc<AtomicBool>,
     /// Write end of the tty reader's wake-up pipe: a byte (or closing it) ends its `poll`.
@@ -382,6 +386,8 @@ impl Console {
             writer: Some(Writer::Tty(port)),
             buf: Vec::new(),
             closed: None,
+            received: 0,
+            matches: 0,
             transcript,
             stop,
             wake: Some(wake_tx),
@@ -450,6 +456,8 @@ impl Console {
             writer: Some(Writer::Stream(Box::new(w))),
             buf: Vec::new(),
             closed: None,
+            received: 0,
+            matches: 0,
             transcript,
             stop: Arc::new(AtomicBool::new(false)),
             wake: None,
@@ -461,9 +469,31 @@ impl Console {
         self.closed.is_some()
     }
 
+    /// Bytes received since the console was opened.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Expects answered since the console was opened (to tell a link that died before an
+    /// exchange from one that died during it).
+    pub fn matches(&self) -> u64 {
+        self.matches
+    }
+
     /// Future traffic goes to this transcript (one per test).
     pub fn set_transcript(&mut self, t: Transcript) {
         self.transcript = t;
+    }
+
+    /// Takes what the reader has already queued into the match buffer, without waiting, so
+    /// that a link the device closed since the last exchange is known to be closed.
+    pub fn poll_pending(&mut self) {
+        while self.closed.is_none() {
+            match self.rx.try_recv() {
+                Ok(c) => self.absorb(c),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Drops everything received so far, reading what is already queued.
@@ -590,6 +620,7 @@ impl Console {
     fn absorb(&mut self, c: Chunk) {
         match c {
             Chunk::Data(at, d) => {
+                self.received += d.len() as u64;
                 self.transcript.record_at(Direction::Rx, &self.name, &d, at);
                 self.buf.extend_from_slice(&d);
                 if self.buf.len() > MATCH_BUFFER_CAP {
@@ -627,6 +658,7 @@ impl Console {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(m) = self.try_match(&outcomes) {
+                self.matches += 1;
                 return Ok(m);
             }
             if let Some(why) = &self.closed {
