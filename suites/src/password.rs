@@ -493,7 +493,12 @@ impl UniversalDefaultRejected {
                             && dev.unreachable().is_none()
                             && silent_in_a_row < 2 =>
                     {
-                        silent_in_a_row += 1;
+                        // A closed session is reconnected by the next attempt (a unit that is
+                        // gone then fails to reopen); only waiting in vain counts toward
+                        // giving up.
+                        if !e.is_link_closed() {
+                            silent_in_a_row += 1;
+                        }
                         dev.note(format!(
                             "credential {} of {} ({u}/{}) on {surface}: no answer ({e}); going on with the next",
                             i + 1,

@@ -93,17 +93,6 @@ impl Device {
             .ok_or_else(|| LinkError::Closed("link vanished".into()))
     }
 
-    /// Expects answered so far on the open console links (see `Console::matches`).
-    pub(super) fn console_matches(&self) -> u64 {
-        self.links
-            .values()
-            .map(|l| match l {
-                Link::Console(c) => c.matches(),
-                _ => 0,
-            })
-            .sum()
-    }
-
     /// The default step timeout of interface `on` (the board's, or the harness default).
     pub(super) fn iface_timeout(&self, on: &str) -> Duration {
         self.model

@@ -64,6 +64,17 @@ impl ActionError {
             }
         )
     }
+
+    /// True when the link closed under the action (as opposed to waiting in vain).
+    pub fn is_link_closed(&self) -> bool {
+        matches!(
+            self,
+            ActionError::Link {
+                source: LinkError::Closed(_),
+                ..
+            }
+        )
+    }
 }
 
 /// What an action produced.
@@ -123,6 +134,9 @@ pub struct Device {
     liveness: crate::test::Liveness,
     /// Why a link of the unit could not be opened, once that happened: the unit is unreachable.
     unreachable: Option<String>,
+    /// Console expects answered so far (see `run_action_with_data`: a link found closed
+    /// before any answer of an action is reconnected and the action started over).
+    console_answers: u64,
 }
 
 impl Device {
@@ -192,6 +206,7 @@ impl Device {
             findings: Vec::new(),
             liveness: crate::test::Liveness::NoExchange,
             unreachable: None,
+            console_answers: 0,
         }
     }
 
@@ -450,7 +465,7 @@ impl Device {
             self.transcript
                 .note(format!("action {name}: data {k} = {} bytes", v.len()));
         }
-        let answered = self.console_matches();
+        let answered = self.console_answers;
         let mut r = self
             .run_inner(name, args.clone(), data.clone(), &mut out, 0)
             .await
@@ -460,7 +475,7 @@ impl Device {
             ..
         }) = &r
         {
-            if self.console_matches() == answered {
+            if self.console_answers == answered {
                 // No expect was answered before the link closed: the device had ended the session
                 // before this action began (a logout, a login program that exits after three
                 // failures). Connect again and start the action over, once.

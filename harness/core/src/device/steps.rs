@@ -402,6 +402,7 @@ impl Device {
             .expect_outcomes(outcomes, timeout)
             .await
             .map_err(|e| at.link(e))?;
+        self.console_answers += 1;
         ctx.conclude(m, out);
         Ok(())
     }

@@ -201,8 +201,6 @@ pub struct Console {
     closed: Option<String>,
     /// Bytes received since the console was opened.
     received: u64,
-    /// Expects answered since the console was opened.
-    matches: u64,
     transcript: Transcript,
     stop: Arc<AtomicBool>,
     /// Write end of the tty reader's wake-up pipe: a byte (or closing it) ends its `poll`.
@@ -387,7 +385,6 @@ impl Console {
             buf: Vec::new(),
             closed: None,
             received: 0,
-            matches: 0,
             transcript,
             stop,
             wake: Some(wake_tx),
@@ -457,7 +454,6 @@ impl Console {
             buf: Vec::new(),
             closed: None,
             received: 0,
-            matches: 0,
             transcript,
             stop: Arc::new(AtomicBool::new(false)),
             wake: None,
@@ -472,12 +468,6 @@ impl Console {
     /// Bytes received since the console was opened.
     pub fn received(&self) -> u64 {
         self.received
-    }
-
-    /// Expects answered since the console was opened (to tell a link that died before an
-    /// exchange from one that died during it).
-    pub fn matches(&self) -> u64 {
-        self.matches
     }
 
     /// Future traffic goes to this transcript (one per test).
@@ -658,7 +648,6 @@ impl Console {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(m) = self.try_match(&outcomes) {
-                self.matches += 1;
                 return Ok(m);
             }
             if let Some(why) = &self.closed {
