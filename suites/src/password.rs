@@ -77,20 +77,9 @@ fn needs_login(model: &Model) -> Option<String> {
 
 /// A login test's actions: `set_password` only for user-defined mechanisms.
 pub(crate) fn login_actions(test: &dyn Test, model: &Model) -> Vec<String> {
-    let all = test
-        .info()
-        .actions
-        .iter()
-        .flat_map(|a| match a.strip_suffix('*') {
-            Some(prefix) => model
-                .actions
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect::<Vec<_>>(),
-            None => vec![a.to_string()],
-        });
-    all.filter(|a| a != "set_password" || user_defined(model))
+    hilsec_core::test::expand_actions(test.info().actions, model)
+        .into_iter()
+        .filter(|a| a != "set_password" || user_defined(model))
         .collect()
 }
 

@@ -121,6 +121,25 @@ pub struct TestInfo {
     pub actions: &'static [&'static str],
 }
 
+/// Action names as a test lists them, with `prefix*` expanded to the model's actions of that
+/// prefix (e.g. `login_*`: every login surface).
+pub fn expand_actions(names: &[&str], model: &Model) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in names {
+        match a.strip_suffix('*') {
+            Some(prefix) => out.extend(
+                model
+                    .actions
+                    .keys()
+                    .filter(|k| k.starts_with(prefix))
+                    .cloned(),
+            ),
+            None => out.push(a.to_string()),
+        }
+    }
+    out
+}
+
 /// A conformance test. Per-unit tests implement `run_unit`, per-model tests `run_model`.
 #[async_trait::async_trait]
 pub trait Test: Send + Sync {
@@ -130,20 +149,7 @@ pub trait Test: Send + Sync {
     /// expanded to the model's login surfaces. Tests whose actions come from declarations
     /// (e.g. the update action's name) override it.
     fn actions(&self, model: &Model) -> Vec<String> {
-        let mut out = Vec::new();
-        for a in self.info().actions {
-            match a.strip_suffix('*') {
-                Some(prefix) => out.extend(
-                    model
-                        .actions
-                        .keys()
-                        .filter(|k| k.starts_with(prefix))
-                        .cloned(),
-                ),
-                None => out.push(a.to_string()),
-            }
-        }
-        out
+        expand_actions(self.info().actions, model)
     }
 
     /// `Some(reason)` when the test does not apply to this model (e.g. an action it needs is not
