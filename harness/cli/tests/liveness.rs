@@ -10,23 +10,9 @@
 
 mod common;
 
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::*;
-
-/// A one-unit SimPlug board whose unit is named `name`.
-fn one_plug(dir: &Path, name: &str) -> PathBuf {
-    let text = fs::read_to_string(repo_root().join("boards/sim/simplug-s1.toml")).expect("board");
-    let head = &text[..=text.find("\n[[unit]]").expect("a [[unit]] table")];
-    let unit = format!(
-        "[[unit]]\nname = \"{name}\"\nserial = \"SP1-LIVE-0001\"\nmac = \"02:5e:11:00:00:01\"\nfirmware = \"1.4.2\"\npassword = {{ value = \"Vq7#mZ2p!Lk9\" }}\n"
-    );
-    let path = dir.join(format!("{name}.toml"));
-    fs::write(&path, rebase_fixture_paths(head) + &unit).expect("write board");
-    path
-}
 
 fn parse_time(s: &str) -> SystemTime {
     humantime::parse_rfc3339(s).unwrap_or_else(|e| panic!("started_at {s:?}: {e}"))
@@ -60,7 +46,7 @@ fn case(suite: &str, signal: Signal, after: Duration) {
         after.as_millis()
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let board = one_plug(dir.path(), &tag);
+    let board = one_unit_sim_board(dir.path(), "simplug-s1.toml", &tag, |t| t);
     let out = dir.path().join("out");
     let run = spawn(
         &[

@@ -5,35 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-
-/// A copy of a `boards/sim/` file with one unit named `name`, edited by `edit`.
-fn sim_board(dir: &Path, file: &str, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let text = fs::read_to_string(repo_root().join("boards/sim").join(file)).expect("board");
-    let head = &text[..=text.find("\n[[unit]]").expect("a [[unit]] table")];
-    let unit = &text[text.find("\n[[unit]]").expect("unit")..];
-    // The first unit only, renamed.
-    let first_end = unit[9..]
-        .find("\n[[unit]]")
-        .map(|i| i + 9)
-        .unwrap_or(unit.len());
-    let first = &unit[..first_end];
-    let old_name = first
-        .lines()
-        .find_map(|l| l.strip_prefix("name = \""))
-        .and_then(|l| l.strip_suffix('"'))
-        .expect("unit name");
-    let first = first.replace(
-        &format!("name = \"{old_name}\""),
-        &format!("name = \"{name}\""),
-    );
-    let path = dir.join(format!("{name}.toml"));
-    fs::write(&path, edit(rebase_fixture_paths(head)) + &first).expect("write board");
-    path
-}
 
 fn run_suite(dir: &Path, board: &Path, suite: &str) -> (Finished, serde_json::Value) {
     require_simdev();
@@ -59,7 +34,7 @@ fn run_suite(dir: &Path, board: &Path, suite: &str) -> (Finished, serde_json::Va
 fn a_unit_on_the_wrong_port_is_an_error_naming_both_identities() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The process answering claims another serial: as if the cables of two units were swapped.
-    let board = sim_board(dir.path(), "simcam-c0.toml", "swapped-cam", |t| {
+    let board = one_unit_sim_board(dir.path(), "simcam-c0.toml", "swapped-cam", |t| {
         t.replacen("\"{unit.serial}\"", "\"SC0-SWAPPED-0002\"", 1)
     });
     let declared = fs::read_to_string(&board)
@@ -91,7 +66,7 @@ fn a_unit_on_the_wrong_port_is_an_error_naming_both_identities() {
 #[test]
 fn a_unit_left_at_a_shell_by_a_failed_action_is_recovered_before_the_next_test() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let board = sim_board(dir.path(), "simplug-s1.toml", "stuck-plug", |t| {
+    let board = one_unit_sim_board(dir.path(), "simplug-s1.toml", "stuck-plug", |t| {
         // factory_reset logs in, then waits for something the unit never prints: the action
         // fails with the unit left at its shell prompt.
         let mut t = t.replacen(

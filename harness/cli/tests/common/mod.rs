@@ -37,22 +37,7 @@ pub struct Run {
 }
 
 pub fn spawn(args: &[&str], dir: &Path) -> Run {
-    let stdout = dir.join("stdout.txt");
-    let stderr = dir.join("stderr.txt");
-    let child = Command::new(hilsec_bin())
-        .args(args)
-        .current_dir(repo_root())
-        .env("CI", "1")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&stdout).expect("stdout file"))
-        .stderr(fs::File::create(&stderr).expect("stderr file"))
-        .spawn()
-        .expect("spawn hilsec");
-    Run {
-        child,
-        stdout,
-        stderr,
-    }
+    spawn_env(args, &[], dir)
 }
 
 /// Like [`spawn`], with extra environment variables for `hilsec`.
@@ -264,4 +249,34 @@ pub fn wait_for_journal(out: &Path, n: usize, limit: Duration) -> usize {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A copy of `boards/sim/FILE` in `dir` holding only its first unit, renamed `name`, with the
+/// model part passed through `edit` (paths rebased to the repository's fixtures).
+pub fn one_unit_sim_board(
+    dir: &Path,
+    file: &str,
+    name: &str,
+    edit: impl Fn(String) -> String,
+) -> PathBuf {
+    let text = fs::read_to_string(repo_root().join("boards/sim").join(file)).expect("board");
+    let cut = text.find("\n[[unit]]").expect("a [[unit]] table");
+    let (head, units) = text.split_at(cut + 1);
+    let first_end = units[8..]
+        .find("\n[[unit]]")
+        .map(|i| i + 9)
+        .unwrap_or(units.len());
+    let first = &units[..first_end];
+    let old_name = first
+        .lines()
+        .find_map(|l| l.strip_prefix("name = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("unit name");
+    let first = first.replace(
+        &format!("name = \"{old_name}\""),
+        &format!("name = \"{name}\""),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, edit(rebase_fixture_paths(head)) + &first).expect("write board");
+    path
 }
