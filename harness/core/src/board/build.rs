@@ -17,7 +17,7 @@ use super::diag::Diag;
 use super::interfaces::{build_interfaces, default_interface, missing_iface_msg};
 use super::model::{EmulatorSection, RawBoardFile, StepSection};
 use super::steps::build_step;
-use super::values::{parse_duration, parse_template};
+use super::values::{parse_duration, parse_template, regex_error};
 use super::vars::check_global_var;
 use super::{
     Action, Declarations, DisclosureDeclarations, Emulator, EmulatorKind, Model, UpdateDeclarations,
@@ -115,27 +115,6 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
         }),
         disclosure: None,
     };
-    let mut declarations = declarations;
-    if let Some(dd) = &decl.disclosure {
-        let span = dd.span();
-        let r = dd.get_ref();
-        let t = |d: &mut Diag, v: &Option<String>| {
-            v.as_ref().and_then(|s| parse_template(d, span.clone(), s))
-        };
-        let parsed = DisclosureDeclarations {
-            policy_url: t(d, &r.policy_url),
-            security_txt: t(d, &r.security_txt),
-            support_url: t(d, &r.support_url),
-            csaf_provider: t(d, &r.csaf_provider),
-            ca: r
-                .ca
-                .iter()
-                .filter_map(|c| parse_template(d, span.clone(), c))
-                .collect(),
-        };
-        declarations.disclosure = Some(parsed);
-    }
-
     // Emulator.
     let mut emulator_vars = BTreeSet::new();
     let emulator = raw
@@ -146,23 +125,31 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
     // Interfaces.
     let interfaces = build_interfaces(path, raw, d, &emulator_vars);
 
-    if let (Some(dd), Some(raw_dd)) = (
-        &declarations.disclosure,
-        raw.declarations
-            .as_ref()
-            .and_then(|x| x.disclosure.as_ref()),
-    ) {
-        for t in dd.templates() {
-            for v in t.vars() {
-                if let Err(msg) = check_global_var(v, &emulator_vars) {
+    // Disclosure URLs: after the emulator, whose captures they may use.
+    let mut declarations = declarations;
+    if let Some(dd) = &decl.disclosure {
+        let r = dd.get_ref();
+        let mut t = |v: &Spanned<String>| {
+            let t = parse_template(d, v)?;
+            for var in t.vars() {
+                if let Err(msg) = check_global_var(var, &emulator_vars) {
                     d.at(
-                        Some(raw_dd.span()),
+                        Some(d.narrow(v.span(), &format!("{{{var}}}"))),
                         format!("[declarations.disclosure]: {msg}"),
                         None,
                     );
                 }
             }
-        }
+            Some(t)
+        };
+        let parsed = DisclosureDeclarations {
+            policy_url: r.policy_url.as_ref().and_then(&mut t),
+            security_txt: r.security_txt.as_ref().and_then(&mut t),
+            support_url: r.support_url.as_ref().and_then(&mut t),
+            csaf_provider: r.csaf_provider.as_ref().and_then(&mut t),
+            ca: r.ca.iter().filter_map(&mut t).collect(),
+        };
+        declarations.disclosure = Some(parsed);
     }
 
     // Actions: first the names and parameters (calls may point forward), then the steps.
@@ -185,11 +172,14 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
             None => default_iface.clone(),
         };
         for sp in &a.secret_params {
-            if !a.params.contains(sp) {
+            if !a.params.contains(sp.get_ref()) {
                 d.at(
-                    Some(act.span()),
-                    format!("action {name:?}: secret_params names {sp:?}, which is not in params"),
-                    None,
+                    Some(sp.span()),
+                    format!(
+                        "action {name:?}: secret_params names {:?}, which is not in params",
+                        sp.get_ref()
+                    ),
+                    Some("list it in `params` too, or remove it from `secret_params`"),
                 );
             }
         }
@@ -218,7 +208,11 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
             Action {
                 name: name.clone(),
                 params: a.params.clone(),
-                secret_params: a.secret_params.clone(),
+                secret_params: a
+                    .secret_params
+                    .iter()
+                    .map(|p| p.get_ref().clone())
+                    .collect(),
                 steps,
                 cleanup,
             },
@@ -282,8 +276,11 @@ fn build_emulator(
         Err(err) => {
             d.at(
                 Some(e.ready.span()),
-                format!("invalid regex in `ready`: {err}"),
-                None,
+                format!(
+                    "invalid regex in `ready`: {}",
+                    regex_error(&err)
+                ),
+                Some("board regexes use Rust regex syntax; write them in single-quoted TOML strings so backslashes stay as written"),
             );
             return None;
         }
@@ -295,11 +292,12 @@ fn build_emulator(
     };
     // Arguments and environment: `{emulator.*}` does not exist yet; secrets only in `env`.
     let emulator_template = |d: &mut Diag, what: &str, src: &Spanned<String>, secrets: bool| {
-        let t = parse_template(d, src.span(), src.get_ref())?;
+        let t = parse_template(d, src)?;
         for v in t.vars() {
+            let at = d.narrow(src.span(), &format!("{{{v}}}"));
             if v.starts_with("emulator.") {
                 d.at(
-                    Some(src.span()),
+                    Some(at.clone()),
                     format!(
                         "{what} {:?} uses {{{v}}}, which only exists once the emulator is ready",
                         src.get_ref()
@@ -308,12 +306,12 @@ fn build_emulator(
                 );
             } else if v.starts_with("secret.") && !secrets {
                 d.at(
-                    Some(src.span()),
+                    Some(at.clone()),
                     format!("{what} {:?} uses {{{v}}}: a process's arguments are visible to every user of the machine (ps, /proc/PID/cmdline)", src.get_ref()),
                     Some("pass secrets in the environment instead: [emulator] env = { HILSEC_SIM_PASSWORD = \"{secret.password}\" }"),
                 );
             } else if let Err(msg) = check_global_var(v, &BTreeSet::new()) {
-                d.at(Some(src.span()), msg, None);
+                d.at(Some(at.clone()), msg, None);
             }
         }
         Some(t)
@@ -369,7 +367,7 @@ ready = 'ready'
 "
         );
         let (line, col, msg, help) = error("args-secret", &text);
-        assert_eq!((line, col), (12, 23), "{msg}");
+        assert_eq!((line, col), (12, 24), "at the placeholder: {msg}");
         assert!(
             msg.contains("{secret.password}") && msg.contains("cmdline"),
             "{msg}"
@@ -388,6 +386,17 @@ ready = 'ready'
                 .any(|e| e.message.contains("only exists once the emulator is ready")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn a_secret_param_not_in_params_is_named_where_written() {
+        let text = format!(
+            "{HEAD}\n[actions.a]\nparams = [\"user\"]\nsecret_params = [\"user\", \"pw\"]\nsteps = [ {{ send = \"{{user}}\" }} ]\n"
+        );
+        let (line, col, msg, help) = error("secret-params", &text);
+        assert_eq!((line, col), (10, 26), "at \"pw\": {msg}");
+        assert!(msg.contains("secret_params names \"pw\""), "{msg}");
+        assert!(help.is_some());
     }
 
     #[test]
@@ -472,8 +481,8 @@ ready = 'ready'
         let text = format!(
             "{HEAD}\n[declarations.disclosure]\npolicy_url = \"https://{{unit.name}}.example/policy\"\nsupport_url = \"https://{{vendor.host}}/support\"\n"
         );
-        let (line, _, msg, _) = error("disclosure-var", &text);
-        assert_eq!(line, 8, "{msg}");
+        let (line, col, msg, _) = error("disclosure-var", &text);
+        assert_eq!((line, col), (10, 24), "at the placeholder: {msg}");
         assert!(
             msg.starts_with("[declarations.disclosure]: unknown variable {vendor.host}"),
             "{msg}"

@@ -73,10 +73,10 @@ pub(crate) fn check_calls(d: &mut Diag, raw: &RawBoardFile, actions: &BTreeMap<S
                     );
                 }
             }
-            for k in step.get_ref().args.keys() {
+            for (k, v) in &step.get_ref().args {
                 if !callee.params.contains(k) {
                     d.at(
-                        Some(step.span()),
+                        Some(v.span()),
                         format!(
                             "call of {:?} passes {k:?}, which is not one of its params ({})",
                             callee.name,
@@ -114,8 +114,16 @@ pub(crate) fn check_calls(d: &mut Diag, raw: &RawBoardFile, actions: &BTreeMap<S
     }
     for (name, act) in &raw.actions {
         if let Some(cycle) = visit(name, actions, &mut Vec::new()) {
+            // At the call that starts the cycle (`call = "b"` in action a of a -> b -> a).
+            let a = act.get_ref();
+            let at = flatten(&a.steps)
+                .into_iter()
+                .chain(flatten(&a.cleanup))
+                .filter_map(|st| st.get_ref().call.as_ref())
+                .find(|c| cycle.get(1) == Some(c.get_ref()))
+                .map_or(act.span(), |c| c.span());
             d.at(
-                Some(act.span()),
+                Some(at),
                 format!("actions call each other in a cycle: {}", cycle.join(" -> ")),
                 Some("a recipe that calls itself again never ends on a device: remove one of these calls"),
             );
@@ -178,7 +186,9 @@ steps = [ {{ send = \"{{user}}\\n\" }}, {{ expect = '(?P<shell>[#$]) $' }} ]
                 "call of \"b\" passes \"x\", which is not one of its params (user)"
             ]
         );
-        assert!(errs.iter().all(|e| (e.line, e.col) == (9, 11)), "{errs:?}");
+        // The missing argument at the step, the extra one at its value.
+        let places: Vec<_> = errs.iter().map(|e| (e.line, e.col)).collect();
+        assert_eq!(places, [(9, 11), (9, 38)], "{errs:?}");
     }
 
     #[test]
@@ -207,7 +217,11 @@ cleanup = [ {{ call = \"a\" }} ]
             cycles[0].message,
             "actions call each other in a cycle: a -> b -> c -> a"
         );
-        assert_eq!(cycles[0].line, 8, "at action a: {errs:?}");
+        assert_eq!(
+            (cycles[0].line, cycles[0].col),
+            (9, 20),
+            "at a's call of b: {errs:?}"
+        );
         // (a's call of b passes no `x`: that is the other error.)
         let (_, _, msg, _) = error(
             "self",

@@ -2,10 +2,28 @@
 //!
 //! The loader never stops at the first problem: each seam reports into a [`Diag`] for the file
 //! it reads, and all of them are returned together, so a lab fixes a file in one pass.
+//!
+//! A problem at a place in the file prints as `file:line:col: message` (the first line, which
+//! scripts and tests grep), then the source line with the offending value underlined and the
+//! help, rendered by `annotate-snippets` without colour:
+//!
+//! ```text
+//! boards/plug.toml:16:14: invalid regex in `expect`: unclosed group
+//!    |
+//! 16 |   { expect = '(foo' },
+//!    |              ^^^^^^
+//!    |
+//!    = help: board regexes use Rust regex syntax; ...
+//! ```
+//!
+//! Seams report at the span of the value that is wrong (the regex, the duration, the interface
+//! name), not at the table holding it; a table's span is for what is *missing* from it.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 /// One problem in one board file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +35,52 @@ pub struct BoardError {
     pub message: String,
     /// What to do about it.
     pub help: Option<String>,
+    /// The source line the problem is at, shown under the message; `None` when the problem is
+    /// not at a place in the file.
+    pub excerpt: Option<Excerpt>,
+}
+
+/// The line of a board file a problem is at and the part of it to underline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The whole line, without its line break.
+    pub text: String,
+    /// Byte range of the offending value within `text` (clipped to this line when the value
+    /// spans several, e.g. a multi-line table).
+    pub span: Range<usize>,
+}
+
+impl Excerpt {
+    /// The line of `text` holding byte `span.start`, with `span` made relative to it; `None`
+    /// when the span is not within `text` at character boundaries.
+    fn of(text: &str, span: &Range<usize>) -> Option<Excerpt> {
+        let start = span.start;
+        let before = text.get(..start)?;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let rest = text.get(line_start..)?;
+        let line = rest.split('\n').next().unwrap_or("");
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let from = start - line_start;
+        let to = span.end.saturating_sub(line_start).clamp(from, line.len());
+        line.get(from..to)?;
+        Some(Excerpt {
+            text: line.to_string(),
+            span: from..to,
+        })
+    }
+
+    /// The line (numbered `line`) with the span underlined, and `help` after it; plain text.
+    fn render(&self, line: usize, help: Option<&str>) -> String {
+        let snippet = Snippet::source(self.text.as_str())
+            .line_start(line)
+            .fold(false)
+            .annotation(AnnotationKind::Primary.span(self.span.clone()));
+        let mut group = Group::with_level(Level::ERROR).element(snippet);
+        if let Some(h) = help {
+            group = group.element(Level::HELP.message(h));
+        }
+        Renderer::plain().render(&[group])
+    }
 }
 
 impl fmt::Display for BoardError {
@@ -33,14 +97,19 @@ impl fmt::Display for BoardError {
         } else {
             write!(f, "{}: {}", self.path.display(), self.message)?;
         }
-        if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+        match (&self.excerpt, &self.help) {
+            (Some(x), help) if self.line > 0 => {
+                write!(f, "\n{}", x.render(self.line, help.as_deref()))?
+            }
+            (_, Some(help)) => write!(f, "\n  help: {help}")?,
+            (_, None) => {}
         }
         Ok(())
     }
 }
 
-/// All problems found in a set of board files.
+/// All problems found in a set of board files, printed one after another with a blank line
+/// between them.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct BoardErrors(pub Vec<BoardError>);
 
@@ -48,7 +117,7 @@ impl fmt::Display for BoardErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
-                writeln!(f)?;
+                write!(f, "\n\n")?;
             }
             write!(f, "{e}")?;
         }
@@ -72,13 +141,24 @@ impl<'a> Diag<'a> {
         }
     }
 
+    /// The part of `span` where `needle` is written, e.g. `{image.size}` in a template, or all
+    /// of `span` when it is not written there as is (TOML escapes).
+    pub fn narrow(&self, span: Range<usize>, needle: &str) -> Range<usize> {
+        self.text
+            .get(span.clone())
+            .and_then(|s| s.find(needle))
+            .map(|i| span.start + i..span.start + i + needle.len())
+            .unwrap_or(span)
+    }
+
+    /// Reports a problem at `span` (the offending value's, when it has one).
     pub fn at(
         &mut self,
         span: Option<Range<usize>>,
         message: impl Into<String>,
         help: Option<&str>,
     ) {
-        let (line, col) = match span {
+        let (line, col) = match &span {
             Some(s) => line_col(self.text, s.start),
             None => (0, 0),
         };
@@ -88,7 +168,18 @@ impl<'a> Diag<'a> {
             col,
             message: message.into(),
             help: help.map(str::to_string),
+            excerpt: span.and_then(|s| Excerpt::of(self.text, &s)),
         });
+    }
+}
+
+/// The span written later of two (e.g. the second of two keys that exclude each other: the
+/// one that is too many).
+pub(crate) fn later(a: Range<usize>, b: Range<usize>) -> Range<usize> {
+    if b.start > a.start {
+        b
+    } else {
+        a
     }
 }
 
@@ -114,6 +205,7 @@ pub(crate) fn plain_error(path: &Path, message: &str, help: Option<&str>) -> Boa
         col: 0,
         message: message.to_string(),
         help: help.map(str::to_string),
+        excerpt: None,
     }
 }
 
@@ -143,16 +235,37 @@ mod tests {
     }
 
     #[test]
-    fn errors_print_as_file_line_col_then_help() {
+    fn errors_print_as_file_line_col_then_the_underlined_value_and_help() {
         let mut d = Diag::new(Path::new("b.toml"), "a = 1\nbb = 2\n");
         d.at(Some(9..10), "bad", Some("fix it"));
-        d.at(None, "unplaced", None);
-        assert_eq!(d.errors[0].to_string(), "b.toml:2:4: bad\n  help: fix it");
-        assert_eq!(d.errors[1].to_string(), "b.toml: unplaced");
+        d.at(None, "unplaced", Some("look"));
+        d.at(Some(0..1), "no help", None);
+        let placed = "b.toml:2:4: bad\n  |\n2 | bb = 2\n  |    ^\n  |\n  = help: fix it";
+        assert_eq!(d.errors[0].to_string(), placed);
+        assert_eq!(d.errors[1].to_string(), "b.toml: unplaced\n  help: look");
+        assert_eq!(
+            d.errors[2].to_string(),
+            "b.toml:1:1: no help\n  |\n1 | a = 1\n  | ^"
+        );
         assert_eq!(
             BoardErrors(d.errors).to_string(),
-            "b.toml:2:4: bad\n  help: fix it\nb.toml: unplaced"
+            format!("{placed}\n\nb.toml: unplaced\n  help: look\n\nb.toml:1:1: no help\n  |\n1 | a = 1\n  | ^")
         );
+    }
+
+    #[test]
+    fn the_excerpt_is_the_line_of_the_span_start() {
+        let text = "[t]\nk = 'abc'\r\nx = [\n  1,\n]\n";
+        let x = Excerpt::of(text, &(8..13)).expect("excerpt");
+        assert_eq!((x.text.as_str(), x.span.clone()), ("k = 'abc'", 4..9));
+        // A span over several lines is underlined on its first line only.
+        let x = Excerpt::of(text, &(19..28)).expect("excerpt");
+        assert_eq!((x.text.as_str(), x.span.clone()), ("x = [", 4..5));
+        // An empty span (end of file, a missing table) still shows its line.
+        let x = Excerpt::of(text, &(0..0)).expect("excerpt");
+        assert_eq!((x.text.as_str(), x.span.clone()), ("[t]", 0..0));
+        assert_eq!(Excerpt::of(text, &(999..1000)), None);
+        assert_eq!(Excerpt::of("é", &(1..2)), None, "not a char boundary");
     }
 
     #[test]

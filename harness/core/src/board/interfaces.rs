@@ -7,9 +7,12 @@
 //! the file) and how a missing one is reported.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::Path;
 
-use super::diag::Diag;
+use serde_spanned::Spanned;
+
+use super::diag::{later, Diag};
 use super::model::{InterfaceSection, RawBoardFile};
 use super::values::{parse_duration, parse_template};
 use super::vars::check_global_var;
@@ -17,6 +20,7 @@ use super::{
     HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
     SerialSpec, TlsFiles, DEFAULT_STEP_TIMEOUT,
 };
+use crate::template::Template;
 
 /// The interface steps use when neither they nor their action name one: the first one written
 /// in the file (not the first by name).
@@ -28,7 +32,8 @@ pub(crate) fn default_interface(raw: &RawBoardFile) -> Option<String> {
 }
 
 /// `[interfaces.NAME]` tables, checked: keys suit the kind, endpoints parse, and templates use
-/// only unit-wide variables and the emulator's captures (`emulator_vars`).
+/// only unit-wide variables and the emulator's captures (`emulator_vars`). Problems with a
+/// value are reported at the value; the table's span is for keys that are missing.
 pub(crate) fn build_interfaces(
     path: &Path,
     raw: &RawBoardFile,
@@ -36,6 +41,17 @@ pub(crate) fn build_interfaces(
     emulator_vars: &BTreeSet<String>,
 ) -> BTreeMap<String, Interface> {
     let mut interfaces = BTreeMap::new();
+    // A template of an interface: its syntax and its variables, checked at its span.
+    let tmpl = |d: &mut Diag, src: &Spanned<String>| {
+        let t = parse_template(d, src)?;
+        for v in t.vars() {
+            if let Err(msg) = check_global_var(v, emulator_vars) {
+                let at = d.narrow(src.span(), &format!("{{{v}}}"));
+                d.at(Some(at), msg, None);
+            }
+        }
+        Some(t)
+    };
     for (name, iface) in &raw.interfaces {
         let span = iface.span();
         let i = iface.get_ref();
@@ -43,121 +59,168 @@ pub(crate) fn build_interfaces(
             Some(t) => parse_duration(d, t).unwrap_or(DEFAULT_STEP_TIMEOUT),
             None => DEFAULT_STEP_TIMEOUT,
         };
-        check_interface_keys(d, name, i, span.clone());
+        check_interface_keys(d, name, i);
+        let baud = i.baud.as_ref().map(|b| *b.get_ref());
+        let unit_id = i.unit_id.as_ref().map_or(1, |u| *u.get_ref());
         match i.kind.get_ref().as_str() {
-        "serial" => {
-            let endpoint = serial_endpoint(d, i, span.clone(), &format!("serial interface {name:?}"));
-            if let Some(ep) = endpoint {
-                interfaces.insert(
-                    name.clone(),
-                    Interface::Serial(SerialSpec {
-                        endpoint: ep,
-                        baud: i.baud.unwrap_or(115_200),
+            "serial" => {
+                let what = format!("serial interface {name:?}");
+                if let Some(endpoint) = serial_endpoint(d, i, span, &what, &tmpl) {
+                    let spec = SerialSpec {
+                        endpoint,
+                        baud: baud.unwrap_or(115_200),
                         timeout,
-                    }),
-                );
-            }
-        }
-        "mqtt" => {
-            let broker = match i.broker.as_deref() {
-                None | Some("embedded") => Some(MqttBroker::Embedded),
-                Some(a) => parse_template(d, span.clone(), a).map(MqttBroker::Address),
-            };
-            let opt = |d: &mut Diag, v: &Option<String>| {
-                v.as_ref().and_then(|t| parse_template(d, span.clone(), t))
-            };
-            let client_id = opt(d, &i.client_id);
-            let username = opt(d, &i.username);
-            let password = opt(d, &i.password);
-            let base = path.parent().unwrap_or(Path::new("."));
-            let tls = match (&i.ca, &i.cert, &i.key) {
-                (None, None, None) => None,
-                (Some(ca), cert, key) => {
-                    let files = TlsFiles {
-                        ca: base.join(ca),
-                        cert: cert.as_ref().map(|c| base.join(c)),
-                        key: key.as_ref().map(|k| base.join(k)),
                     };
-                    if files.cert.is_some() != files.key.is_some() {
-                        d.at(Some(span.clone()), format!("mqtt interface {name:?}: a client certificate needs both `cert` and `key`"), None);
+                    interfaces.insert(name.clone(), Interface::Serial(spec));
+                }
+            }
+            "mqtt" => {
+                if let Some(spec) = mqtt_spec(path, name, i, d, timeout, &tmpl) {
+                    interfaces.insert(name.clone(), Interface::Mqtt(spec));
+                }
+            }
+            "http" => {
+                let ca = i.ca.as_ref().and_then(|c| tmpl(d, c));
+                interfaces.insert(name.clone(), Interface::Http(HttpSpec { ca, timeout }));
+            }
+            "modbus-tcp" => match &i.address {
+                Some(a) => {
+                    if let Some(address) = tmpl(d, a) {
+                        let spec = ModbusTcpSpec {
+                            address,
+                            unit_id,
+                            timeout,
+                        };
+                        interfaces.insert(name.clone(), Interface::ModbusTcp(spec));
                     }
-                    for f in [Some(&files.ca), files.cert.as_ref(), files.key.as_ref()].into_iter().flatten() {
-                        if !f.is_file() {
-                            d.at(Some(span.clone()), format!("{} is not a readable file", f.display()), Some("paths in board files are relative to the board file"));
-                        }
-                    }
-                    Some(files)
                 }
-                _ => {
-                    d.at(Some(span.clone()), format!("mqtt interface {name:?}: TLS needs `ca` (the lab CA bundle)"), None);
-                    None
-                }
-            };
-            let v5 = match i.protocol {
-                None | Some(3) | Some(4) => false,
-                Some(5) => {
-                    // Parsed so the key is known, but the link speaks 3.1.1 only: refuse
-                    // rather than silently talk another protocol version.
-                    d.at(Some(span.clone()), "MQTT 5 is not supported yet by hilsec's MQTT interface", Some("use protocol = 3 (MQTT 3.1.1); most brokers and devices accept it"));
-                    true
-                }
-                Some(other) => {
-                    d.at(Some(span.clone()), format!("mqtt protocol {other} is not supported"), Some("use 3 (MQTT 3.1.1) or 5"));
-                    false
-                }
-            };
-            if tls.is_some() {
-                // Never fall back to plaintext when a board asks for TLS.
-                d.at(Some(span.clone()), format!("mqtt interface {name:?}: MQTT over TLS is not supported yet"), Some("remove ca/cert/key to connect without TLS, or expose the broker on a plaintext loopback listener for the bench"));
-            }
-            if let Some(broker) = broker {
-                let spec = MqttSpec { broker, client_id, username, password, v5, tls, timeout };
-                interfaces.insert(name.clone(), Interface::Mqtt(spec));
-            }
-        }
-        "http" => {
-            let ca = i.ca.as_ref().and_then(|c| parse_template(d, span.clone(), c));
-            interfaces.insert(name.clone(), Interface::Http(HttpSpec { ca, timeout }));
-        }
-        "modbus-tcp" => match &i.address {
-            Some(a) => {
-                if let Some(address) = parse_template(d, span.clone(), a) {
-                    interfaces.insert(
-                        name.clone(),
-                        Interface::ModbusTcp(ModbusTcpSpec { address, unit_id: i.unit_id.unwrap_or(1), timeout }),
-                    );
+                None => d.at(
+                    Some(span),
+                    format!("modbus-tcp interface {name:?} needs `address` (host:port)"),
+                    Some("add e.g. address = \"127.0.0.1:502\""),
+                ),
+            },
+            "modbus-rtu" => {
+                let what = format!("modbus-rtu interface {name:?} (RTU over TCP with `tcp`)");
+                if let Some(endpoint) = serial_endpoint(d, i, span, &what, &tmpl) {
+                    let spec = ModbusRtuSpec {
+                        endpoint,
+                        baud: baud.unwrap_or(19_200),
+                        unit_id,
+                        timeout,
+                    };
+                    interfaces.insert(name.clone(), Interface::ModbusRtu(spec));
                 }
             }
-            None => d.at(Some(span.clone()), format!("modbus-tcp interface {name:?} needs `address` (host:port)"), None),
-        },
-        "modbus-rtu" => {
-            let endpoint = serial_endpoint(d, i, span.clone(), &format!("modbus-rtu interface {name:?} (RTU over TCP with `tcp`)"));
-            if let Some(endpoint) = endpoint {
-                interfaces.insert(
-                    name.clone(),
-                    Interface::ModbusRtu(ModbusRtuSpec { endpoint, baud: i.baud.unwrap_or(19_200), unit_id: i.unit_id.unwrap_or(1), timeout }),
-                );
-            }
-        }
-        other => d.at(
-            Some(i.kind.span()),
-            format!("unknown interface kind {other:?} for interface {name:?}"),
-            Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\""),
-        ),
-    }
-    }
-
-    for (name, iface) in &interfaces {
-        for t in iface.templates() {
-            for v in t.vars() {
-                if let Err(msg) = check_global_var(v, emulator_vars) {
-                    let span = raw.interfaces.get(name).map(|i| i.span());
-                    d.at(span, msg, None);
-                }
-            }
+            other => d.at(
+                Some(i.kind.span()),
+                format!("unknown interface kind {other:?} for interface {name:?}"),
+                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\""),
+            ),
         }
     }
     interfaces
+}
+
+/// An `mqtt` interface: broker, credentials, protocol version and TLS files, each checked at
+/// its value.
+fn mqtt_spec(
+    path: &Path,
+    name: &str,
+    i: &InterfaceSection,
+    d: &mut Diag,
+    timeout: std::time::Duration,
+    tmpl: &dyn Fn(&mut Diag, &Spanned<String>) -> Option<Template>,
+) -> Option<MqttSpec> {
+    let broker = match &i.broker {
+        None => Some(MqttBroker::Embedded),
+        Some(b) if b.get_ref() == "embedded" => Some(MqttBroker::Embedded),
+        Some(a) => tmpl(d, a).map(MqttBroker::Address),
+    };
+    let client_id = i.client_id.as_ref().and_then(|t| tmpl(d, t));
+    let username = i.username.as_ref().and_then(|t| tmpl(d, t));
+    let password = i.password.as_ref().and_then(|t| tmpl(d, t));
+    let base = path.parent().unwrap_or(Path::new("."));
+    let tls = match (&i.ca, &i.cert, &i.key) {
+        (None, None, None) => None,
+        (Some(ca), cert, key) => {
+            if let (Some(one), None) | (None, Some(one)) = (cert, key) {
+                d.at(
+                    Some(one.span()),
+                    format!(
+                        "mqtt interface {name:?}: a client certificate needs both `cert` and `key`"
+                    ),
+                    None,
+                );
+            }
+            for f in [Some(ca), cert.as_ref(), key.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                let full = base.join(f.get_ref());
+                if !full.is_file() {
+                    d.at(
+                        Some(f.span()),
+                        format!("{} is not a readable file", full.display()),
+                        Some("paths in board files are relative to the board file"),
+                    );
+                }
+            }
+            // Never fall back to plaintext when a board asks for TLS.
+            d.at(
+                Some(ca.span()),
+                format!("mqtt interface {name:?}: MQTT over TLS is not supported yet"),
+                Some("remove ca/cert/key to connect without TLS, or expose the broker on a plaintext loopback listener for the bench"),
+            );
+            Some(TlsFiles {
+                ca: base.join(ca.get_ref()),
+                cert: cert.as_ref().map(|c| base.join(c.get_ref())),
+                key: key.as_ref().map(|k| base.join(k.get_ref())),
+            })
+        }
+        (None, cert, key) => {
+            let at = cert.as_ref().or(key.as_ref()).map(|v| v.span());
+            d.at(
+                at,
+                format!("mqtt interface {name:?}: TLS needs `ca` (the lab CA bundle)"),
+                None,
+            );
+            None
+        }
+    };
+    let v5 = match &i.protocol {
+        None => false,
+        Some(p) => match *p.get_ref() {
+            3 | 4 => false,
+            5 => {
+                // Parsed so the key is known, but the link speaks 3.1.1 only: refuse rather
+                // than silently talk another protocol version.
+                d.at(
+                    Some(p.span()),
+                    "MQTT 5 is not supported yet by hilsec's MQTT interface",
+                    Some("use protocol = 3 (MQTT 3.1.1); most brokers and devices accept it"),
+                );
+                true
+            }
+            other => {
+                d.at(
+                    Some(p.span()),
+                    format!("mqtt protocol {other} is not supported"),
+                    Some("use 3 (MQTT 3.1.1) or 5"),
+                );
+                false
+            }
+        },
+    };
+    Some(MqttSpec {
+        broker: broker?,
+        client_id,
+        username,
+        password,
+        v5,
+        tls,
+        timeout,
+    })
 }
 
 /// "interface X is not declared", naming those that are.
@@ -177,15 +240,21 @@ pub(crate) fn missing_iface_msg(name: &str, raw: &RawBoardFile) -> String {
 fn serial_endpoint(
     d: &mut Diag,
     i: &InterfaceSection,
-    span: std::ops::Range<usize>,
+    table: Range<usize>,
     what: &str,
+    tmpl: &dyn Fn(&mut Diag, &Spanned<String>) -> Option<Template>,
 ) -> Option<SerialEndpoint> {
     match (&i.path, &i.tcp) {
-        (Some(p), None) => parse_template(d, span, p).map(SerialEndpoint::Tty),
-        (None, Some(t)) => parse_template(d, span, t).map(SerialEndpoint::Tcp),
-        _ => {
+        (Some(p), None) => tmpl(d, p).map(SerialEndpoint::Tty),
+        (None, Some(t)) => tmpl(d, t).map(SerialEndpoint::Tcp),
+        (p, t) => {
+            // Both given: the second one written is the extra one; neither: the table.
+            let at = match (p, t) {
+                (Some(p), Some(t)) => Some(later(p.span(), t.span())),
+                _ => Some(table),
+            };
             d.at(
-                Some(span),
+                at,
                 format!("{what} needs exactly one of `path` (a tty) or `tcp` (host:port)"),
                 None,
             );
@@ -194,55 +263,43 @@ fn serial_endpoint(
     }
 }
 
-/// Keys that only mean something for some interface kinds.
-fn check_interface_keys(
-    d: &mut Diag,
-    name: &str,
-    i: &InterfaceSection,
-    span: std::ops::Range<usize>,
-) {
+/// Keys that only mean something for some interface kinds, reported at the first one written.
+fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
     let kind = i.kind.get_ref().as_str();
-    let mut wrong = Vec::new();
     let serialish = matches!(kind, "serial" | "modbus-rtu");
-    if !serialish {
-        if i.path.is_some() {
-            wrong.push("path");
-        }
-        if i.tcp.is_some() {
-            wrong.push("tcp");
-        }
-        if i.baud.is_some() {
-            wrong.push("baud");
-        }
-    }
-    if kind != "mqtt" {
-        for (k, present) in [
-            ("broker", i.broker.is_some()),
-            ("client_id", i.client_id.is_some()),
-            ("username", i.username.is_some()),
-            ("password", i.password.is_some()),
-            ("protocol", i.protocol.is_some()),
-            ("ca", i.ca.is_some() && kind != "http"),
-            ("cert", i.cert.is_some()),
-            ("key", i.key.is_some()),
-        ] {
-            if present {
-                wrong.push(k);
-            }
-        }
-    }
-    if kind != "modbus-tcp" && i.address.is_some() {
-        wrong.push("address");
-    }
-    if !kind.starts_with("modbus") && i.unit_id.is_some() {
-        wrong.push("unit_id");
-    }
-    if !wrong.is_empty() {
+    let mqtt = kind == "mqtt";
+    let span = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.span());
+    let keys = [
+        ("path", span(&i.path), serialish),
+        ("tcp", span(&i.tcp), serialish),
+        ("baud", i.baud.as_ref().map(|v| v.span()), serialish),
+        ("broker", span(&i.broker), mqtt),
+        ("client_id", span(&i.client_id), mqtt),
+        ("username", span(&i.username), mqtt),
+        ("password", span(&i.password), mqtt),
+        ("protocol", i.protocol.as_ref().map(|v| v.span()), mqtt),
+        ("ca", span(&i.ca), mqtt || kind == "http"),
+        ("cert", span(&i.cert), mqtt),
+        ("key", span(&i.key), mqtt),
+        ("address", span(&i.address), kind == "modbus-tcp"),
+        (
+            "unit_id",
+            i.unit_id.as_ref().map(|v| v.span()),
+            kind.starts_with("modbus"),
+        ),
+    ];
+    let mut wrong: Vec<(&str, Range<usize>)> = keys
+        .into_iter()
+        .filter_map(|(k, at, ok)| at.filter(|_| !ok).map(|at| (k, at)))
+        .collect();
+    wrong.sort_by_key(|(_, at)| at.start);
+    if let Some((_, first)) = wrong.first() {
+        let names: Vec<&str> = wrong.iter().map(|(k, _)| *k).collect();
         d.at(
-            Some(span),
+            Some(first.clone()),
             format!(
                 "interface {name:?} of kind {kind:?} does not take {}",
-                wrong.join(", ")
+                names.join(", ")
             ),
             Some("see boards/README.md for the keys of each interface kind"),
         );
@@ -308,8 +365,8 @@ mod tests {
     #[test]
     fn keys_of_another_kind_are_refused() {
         let text = format!("{HEAD}broker = \"embedded\"\nunit_id = 3\n");
-        let (line, _, msg, help) = error("other-kind", &text);
-        assert_eq!(line, 4, "the table's header: {msg}");
+        let (line, col, msg, help) = error("other-kind", &text);
+        assert_eq!((line, col), (7, 10), "the first such key's value: {msg}");
         assert_eq!(
             msg,
             "interface \"console\" of kind \"serial\" does not take broker, unit_id"
@@ -327,7 +384,7 @@ mod tests {
             let text =
                 format!("[model]\nname = \"T\"\n\n[interfaces.mqtt]\nkind = \"mqtt\"\n{extra}");
             let (line, _, msg, _) = error("mqtt-opts", &text);
-            assert_eq!(line, 4, "the table's header: {msg}");
+            assert_eq!(line, 6, "the key's value: {msg}");
             assert!(msg.contains(words), "{msg}");
         }
         let text = "[model]\nname = \"T\"\n\n[interfaces.c]\nkind = \"serial\"\n";
@@ -352,8 +409,8 @@ mod tests {
             ["emulator.console"]
         );
         let bad = text.replace("{emulator.console}", "{emulator.modbus}");
-        let (line, _, msg, _) = error("emu-path-bad", &bad);
-        assert_eq!(line, 8, "the table's header: {msg}");
+        let (line, col, msg, _) = error("emu-path-bad", &bad);
+        assert_eq!((line, col), (10, 9), "the placeholder in the path: {msg}");
         assert!(
             msg.contains("no named capture \"modbus\" (it has: console)"),
             "{msg}"

@@ -77,7 +77,10 @@ pub fn load_boards(paths: &[PathBuf], mode: LoadMode) -> Result<Vec<Board>, Boar
                 }
             }
             Ok(None) => {}
-            Err(mut e) => errors.append(&mut e),
+            Err(mut e) => {
+                in_file_order(&mut e);
+                errors.append(&mut e)
+            }
         }
     }
 
@@ -89,6 +92,18 @@ pub fn load_boards(paths: &[PathBuf], mode: LoadMode) -> Result<Vec<Board>, Boar
         errors.dedup();
         Err(BoardErrors(errors))
     }
+}
+
+/// Sorts the problems of each file by their place, so they read top to bottom (the seams
+/// report in the order they check, not in the order of the file); files keep their order.
+fn in_file_order(errors: &mut [BoardError]) {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for e in errors.iter() {
+        if !files.contains(&e.path) {
+            files.push(e.path.clone());
+        }
+    }
+    errors.sort_by_key(|e| (files.iter().position(|f| *f == e.path), e.line, e.col));
 }
 
 fn toml_files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -344,6 +359,20 @@ mod tests {
             "{errs:?}"
         );
         assert!(errs[0].help.is_some());
+    }
+
+    #[test]
+    fn problems_are_listed_in_file_order() {
+        let s = Scratch::new("order");
+        // Declarations are checked first, interfaces next, steps last: the file's order is
+        // interface (line 7), step (line 10), declarations (line 13).
+        let text = format!(
+            "{MODEL}broker = \"b\"\n\n[actions.a]\nsteps = [ {{ wait = \"1 fortnight\" }} ]\n\n[declarations]\nlockout_after = 0\n"
+        );
+        let f = s.file("order.toml", &text);
+        let errs = load_paths(&[f], LoadMode::Check).expect_err("refused");
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [7, 10, 13], "{errs:?}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! declarations, how to start an emulated unit) and its *units* (identity and secrets only).
 //! A unit file may instead `extends` a model file, so 64 units never mean 64 copies of a recipe.
 //! Every table rejects unknown keys; values whose meaning is checked after parsing (regexes,
-//! interface names, durations) keep their byte span so errors can point at file:line:col.
+//! interface names, durations, templates, numbers with limits, paths) keep their byte span so
+//! errors point at the value itself (file:line:col and the underlined snippet), not at the
+//! table that holds it.
 
 use std::collections::BTreeMap;
 
@@ -79,16 +81,16 @@ pub struct Declarations {
 #[serde(deny_unknown_fields)]
 pub struct DisclosureDeclarations {
     /// The vulnerability disclosure policy page.
-    pub policy_url: Option<String>,
+    pub policy_url: Option<Spanned<String>>,
     /// Origin (`https://host`) whose `/.well-known/security.txt` is checked, or its full URL.
-    pub security_txt: Option<String>,
+    pub security_txt: Option<Spanned<String>>,
     /// The page publishing the support period.
-    pub support_url: Option<String>,
+    pub support_url: Option<Spanned<String>>,
     /// CSAF provider metadata URL (optional provision).
-    pub csaf_provider: Option<String>,
+    pub csaf_provider: Option<Spanned<String>>,
     /// Extra CA certificates (PEM paths, templated) trusted for these URLs, e.g. a lab CA.
     #[serde(default)]
-    pub ca: Vec<String>,
+    pub ca: Vec<Spanned<String>>,
 }
 
 /// `[declarations.update]`.
@@ -146,30 +148,30 @@ pub struct InterfaceSection {
     /// `serial` (more kinds come with later issues).
     pub kind: Spanned<String>,
     /// Serial: tty path (templated), e.g. `/dev/ttyUSB0` or `{emulator.console}`.
-    pub path: Option<String>,
+    pub path: Option<Spanned<String>>,
     /// Serial over raw TCP (ser2net, QEMU `-serial tcp:`, Renode): `host:port` (templated).
-    pub tcp: Option<String>,
+    pub tcp: Option<Spanned<String>>,
     /// Serial: baud rate (default 115200; ignored by pseudo-terminals and TCP).
-    pub baud: Option<u32>,
+    pub baud: Option<Spanned<u32>>,
     /// Default timeout of steps on this interface (default "10s").
     pub timeout: Option<Spanned<String>>,
     /// mqtt: `"embedded"` (the harness's own broker) or `host:port` (templated).
-    pub broker: Option<String>,
+    pub broker: Option<Spanned<String>>,
     /// mqtt: client id (templated; default `hilsec-<unit>`).
-    pub client_id: Option<String>,
+    pub client_id: Option<Spanned<String>>,
     /// mqtt: user name and password (templated; may use `{secret.password}`).
-    pub username: Option<String>,
-    pub password: Option<String>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
     /// mqtt: 3 (3.1.1, default) or 5.
-    pub protocol: Option<u8>,
+    pub protocol: Option<Spanned<u8>>,
     /// mqtt over TLS: lab CA bundle, client certificate and key (PEM, relative to the file).
-    pub ca: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
+    pub ca: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
     /// modbus-tcp: `host:port` (templated).
-    pub address: Option<String>,
+    pub address: Option<Spanned<String>>,
     /// modbus: unit (slave) id, default 1.
-    pub unit_id: Option<u8>,
+    pub unit_id: Option<Spanned<u8>>,
 }
 
 /// A named device operation the suites rely on, as a recipe of steps.
@@ -181,7 +183,7 @@ pub struct ActionSection {
     pub params: Vec<String>,
     /// Parameters whose values are secrets and must be redacted wherever they appear.
     #[serde(default)]
-    pub secret_params: Vec<String>,
+    pub secret_params: Vec<Spanned<String>>,
     /// The interface steps use unless they name one (default: the only or first interface).
     pub on: Option<Spanned<String>>,
     pub steps: Vec<Spanned<StepSection>>,
@@ -196,7 +198,7 @@ pub struct ActionSection {
 #[serde(deny_unknown_fields)]
 pub struct StepSection {
     /// Bytes to send (templated). TOML escapes such as `\n` and `\u0003` work.
-    pub send: Option<String>,
+    pub send: Option<Spanned<String>>,
     /// Regex to wait for; named captures become variables of the action.
     pub expect: Option<Spanned<String>>,
     /// With `expect`: a regex that, if it matches first, means the device refused.
@@ -211,7 +213,7 @@ pub struct StepSection {
     pub call: Option<Spanned<String>>,
     /// With `call`: arguments (templated).
     #[serde(default)]
-    pub args: BTreeMap<String, String>,
+    pub args: BTreeMap<String, Spanned<String>>,
     /// Drop whatever the interface has received so far (before a `send`).
     pub flush: Option<bool>,
     /// The interface of this step (default: the action's).
@@ -223,23 +225,23 @@ pub struct StepSection {
     /// `{chunk}`, `{offset}`, `{offset_hi}`, `{offset_lo}`, `{length}`, `{end}`, `{index}`.
     pub chunks: Option<Spanned<String>>,
     /// Chunk size in bytes (default 256).
-    pub size: Option<usize>,
+    pub size: Option<Spanned<usize>>,
     /// How `{chunk}` is rendered in text: `base64`, `hex`, or `raw` (bytes, for `data`).
     pub encoding: Option<Spanned<String>>,
     #[serde(default)]
     pub steps: Vec<Spanned<StepSection>>,
 
     /// MQTT: publish to this topic (templated) the text `payload` or the bytes `data`.
-    pub publish: Option<String>,
-    pub payload: Option<String>,
+    pub publish: Option<Spanned<String>>,
+    pub payload: Option<Spanned<String>>,
     /// Name of a data parameter, or `chunk` inside a raw `chunks` loop.
-    pub data: Option<String>,
-    pub qos: Option<u8>,
+    pub data: Option<Spanned<String>>,
+    pub qos: Option<Spanned<u8>>,
     pub retain: Option<bool>,
     /// MQTT: wait for a message on a topic matching this filter (templated) whose payload
     /// matches `expect` (or `reject`).
     #[serde(rename = "await")]
-    pub await_topic: Option<String>,
+    pub await_topic: Option<Spanned<String>>,
 
     /// Modbus reads: start address and `count` (default 1); the values, space-separated,
     /// are matched against `expect`/`reject` (polling until the timeout) and captured.
@@ -247,15 +249,15 @@ pub struct StepSection {
     pub read_input: Option<u16>,
     pub read_coils: Option<u16>,
     pub read_discrete: Option<u16>,
-    pub count: Option<u16>,
+    pub count: Option<Spanned<u16>>,
     /// Modbus writes: start address; `value` (one), `values` (several) or `data` (bytes,
     /// big-endian per register).
     pub write_register: Option<u16>,
     pub write_registers: Option<u16>,
     pub write_coil: Option<u16>,
-    pub value: Option<String>,
+    pub value: Option<Spanned<String>>,
     #[serde(default)]
-    pub values: Vec<String>,
+    pub values: Vec<Spanned<String>>,
     /// Modbus Read Device Identification (0x2B/0x0E): `basic` or `regular`.
     pub identify: Option<Spanned<String>>,
     /// Name under which a read's values are captured (also `NAME.0`, `NAME.1`, ...).
@@ -263,10 +265,10 @@ pub struct StepSection {
 
     /// HTTP: GET this URL (templated) on an `http` interface; `expect`/`reject` are matched
     /// against `HTTP <status>` followed by a newline and the body.
-    pub get: Option<String>,
+    pub get: Option<Spanned<String>>,
     /// HTTP basic auth user and password (templated) for `get`.
-    pub user: Option<String>,
-    pub password: Option<String>,
+    pub user: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
 }
 
 /// One unit: identity and secrets.
@@ -292,8 +294,8 @@ pub struct SecretSource {
     /// The value itself (fine for a lab's private board files, not for shared ones).
     pub value: Option<String>,
     /// An environment variable holding it.
-    pub env: Option<String>,
+    pub env: Option<Spanned<String>>,
     /// An action whose capture named `capture` yields it.
-    pub action: Option<String>,
+    pub action: Option<Spanned<String>>,
     pub capture: Option<String>,
 }

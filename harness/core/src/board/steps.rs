@@ -8,11 +8,12 @@
 //! defined through the recipe, in order.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use serde_spanned::Spanned;
 
 use super::calls::callee_captures;
-use super::diag::Diag;
+use super::diag::{later, Diag};
 use super::interfaces::missing_iface_msg;
 use super::model::{RawBoardFile, StepSection};
 use super::values::{compile_bytes_regex, parse_duration, parse_template};
@@ -174,8 +175,9 @@ pub(crate) fn build_step(
         };
         if let Some(i) = interfaces.get(&on) {
             if !want.contains(&i.kind()) {
+                // At the step's `on` when it names the interface, else at the step.
                 d.at(
-                    Some(span.clone()),
+                    Some(s.on.as_ref().map_or(span.clone(), |o| o.span())),
                     format!(
                         "action {action:?}: `{verb}` needs a {} interface, but {on:?} is {}",
                         want.join(" or "),
@@ -194,15 +196,18 @@ pub(crate) fn build_step(
             .map(Interface::default_timeout)
             .unwrap_or(DEFAULT_STEP_TIMEOUT),
     };
-    let check_vars = |d: &mut Diag, t: &Template, known: &BTreeSet<String>| {
+    // The variables of template `t`, written at `at`.
+    let check_vars = |d: &mut Diag, t: &Template, at: Range<usize>, known: &BTreeSet<String>| {
         for v in t.vars() {
+            // At the placeholder itself when it is written as is.
+            let at = d.narrow(at.clone(), &format!("{{{v}}}"));
             if v.contains('.') {
                 let (base, field) = v.split_once('.').unwrap_or((v, ""));
                 if params.iter().any(|p| p == base) {
                     // `{image.size}` of a data parameter.
                     if !param_fields().any(|f| f == field) {
                         d.at(
-                            Some(span.clone()),
+                            Some(at.clone()),
                             format!("action {action:?}: {{{v}}}: a parameter has only {{{base}.size}}, {{{base}.size_hi}} and {{{base}.size_lo}} (when bytes are passed)"),
                             None,
                         );
@@ -213,7 +218,7 @@ pub(crate) fn build_step(
                     // `{NAME.0}` of a register capture.
                     if field.is_empty() || !field.bytes().all(|b| b.is_ascii_digit()) {
                         d.at(
-                            Some(span.clone()),
+                            Some(at.clone()),
                             format!("action {action:?}: {{{v}}}: a capture has only numbered parts ({{{base}.0}}, {{{base}.1}}, ...)"),
                             None,
                         );
@@ -222,29 +227,31 @@ pub(crate) fn build_step(
                 }
                 if let Err(msg) = check_global_var(v, emulator_vars) {
                     d.at(
-                        Some(span.clone()),
+                        Some(at.clone()),
                         format!("action {action:?}: {msg}"),
                         Some("a data parameter's size is {NAME.size} only in an action whose `params` include NAME; the variables are listed under Templates in boards/README.md"),
                     );
                 }
             } else if !known.contains(v) {
                 d.at(
-                    Some(span.clone()),
+                    Some(at.clone()),
                     format!("action {action:?}: {{{v}}} is neither a parameter of the action nor captured by an earlier step"),
                     Some("add it to `params`, or capture it with a named group (?P<NAME>...) in an earlier `expect`"),
                 );
             }
         }
     };
-    let template = |d: &mut Diag, src: &str, known: &BTreeSet<String>| {
-        let t = parse_template(d, span.clone(), src)?;
-        check_vars(d, &t, known);
+    let template = |d: &mut Diag, src: &Spanned<String>, known: &BTreeSet<String>| {
+        let t = parse_template(d, src)?;
+        check_vars(d, &t, src.span(), known);
         Some(t)
     };
-    let data_ref = |d: &mut Diag, name: &str, known: &BTreeSet<String>| {
+    let data_ref = |d: &mut Diag, name: &Spanned<String>, known: &BTreeSet<String>| {
+        let at = name.span();
+        let name = name.get_ref();
         if !known.contains(name) {
             d.at(
-                Some(span.clone()),
+                Some(at),
                 format!("action {action:?}: data {name:?} is neither a parameter of the action nor the chunk of an enclosing `chunks` loop"),
                 Some("add it to `params`; the suite passes the bytes (e.g. `image`)"),
             );
@@ -262,7 +269,7 @@ pub(crate) fn build_step(
     };
     match verb {
         "send" => {
-            let t = template(d, s.send.as_deref().unwrap_or(""), known)?;
+            let t = template(d, s.send.as_ref()?, known)?;
             Some(Step::Send {
                 on,
                 text: t,
@@ -302,7 +309,7 @@ pub(crate) fn build_step(
         }
         "chunks" => {
             let data = s.chunks.as_ref()?;
-            let data_name = data_ref(d, data.get_ref(), known);
+            let data_name = data_ref(d, data, known);
             let encoding = match s.encoding.as_ref().map(|e| e.get_ref().as_str()) {
                 None | Some("raw") => ChunkEncoding::Raw,
                 Some("base64") => ChunkEncoding::Base64,
@@ -317,10 +324,10 @@ pub(crate) fn build_step(
                     return None;
                 }
             };
-            let size = s.size.unwrap_or(256);
+            let size = s.size.as_ref().map_or(256, |n| *n.get_ref());
             if size == 0 || size > 1 << 20 {
                 d.at(
-                    Some(span.clone()),
+                    s.size.as_ref().map(|n| n.span()),
                     format!("chunk size {size} is out of range"),
                     Some("use 1 to 1048576 bytes"),
                 );
@@ -356,24 +363,24 @@ pub(crate) fn build_step(
             })
         }
         "publish" => {
-            let topic = template(d, s.publish.as_deref().unwrap_or(""), known)?;
+            let topic = template(d, s.publish.as_ref()?, known)?;
             let body = match (&s.payload, &s.data) {
                 (Some(p), None) => Body::Text(vec![template(d, p, known)?]),
                 (None, Some(n)) => Body::Data(data_ref(d, n, known)),
                 (None, None) => Body::Text(vec![]),
-                (Some(_), Some(_)) => {
+                (Some(p), Some(n)) => {
                     d.at(
-                        Some(span.clone()),
+                        Some(later(p.span(), n.span())),
                         "a publish carries either `payload` (text) or `data` (bytes), not both",
                         None,
                     );
                     return None;
                 }
             };
-            let qos = s.qos.unwrap_or(1);
+            let qos = s.qos.as_ref().map_or(1, |q| *q.get_ref());
             if qos > 2 {
                 d.at(
-                    Some(span.clone()),
+                    s.qos.as_ref().map(|q| q.span()),
                     format!("qos {qos} does not exist"),
                     Some("use 0, 1 or 2"),
                 );
@@ -388,7 +395,7 @@ pub(crate) fn build_step(
             })
         }
         "await" => {
-            let filter = template(d, s.await_topic.as_deref().unwrap_or(""), known)?;
+            let filter = template(d, s.await_topic.as_ref()?, known)?;
             let pattern = match &s.expect {
                 Some(p) => compile_bytes_regex(d, p, "expect")?,
                 None => regex::bytes::Regex::new("").ok()?,
@@ -415,10 +422,10 @@ pub(crate) fn build_step(
                 "read_coils" => (ModbusTable::Coils, s.read_coils),
                 _ => (ModbusTable::Discrete, s.read_discrete),
             };
-            let count = s.count.unwrap_or(1);
+            let count = s.count.as_ref().map_or(1, |c| *c.get_ref());
             if count == 0 || count > 125 {
                 d.at(
-                    Some(span.clone()),
+                    s.count.as_ref().map(|c| c.span()),
                     format!("count {count} is out of range"),
                     Some("Modbus reads 1 to 125 registers at once"),
                 );
@@ -459,7 +466,12 @@ pub(crate) fn build_step(
                         ts.push(template(d, v, known)?);
                     }
                     if ts.len() > 123 {
-                        d.at(Some(span.clone()), "at most 123 registers per write", None);
+                        // At the first value too many.
+                        d.at(
+                            s.values.get(123).map(|v| v.span()),
+                            "at most 123 registers per write",
+                            Some("split the write into several steps"),
+                        );
                         return None;
                     }
                     Body::Text(ts)
@@ -492,13 +504,13 @@ pub(crate) fn build_step(
             })
         }
         "get" => {
-            let url = template(d, s.get.as_deref().unwrap_or(""), known)?;
+            let url = template(d, s.get.as_ref()?, known)?;
             let auth = match (&s.user, &s.password) {
                 (Some(u), Some(p)) => Some((template(d, u, known)?, template(d, p, known)?)),
                 (None, None) => None,
-                _ => {
+                (u, p) => {
                     d.at(
-                        Some(span.clone()),
+                        u.as_ref().or(p.as_ref()).map(|v| v.span()),
                         "basic auth needs both `user` and `password`",
                         None,
                     );
@@ -667,16 +679,17 @@ steps = [
 
     #[test]
     fn unknown_template_variables_are_refused() {
-        for (tmpl, words) in [
-            ("{foo.bar}", "unknown variable {foo.bar}"),
-            ("{image.size}", "unknown variable {image.size}"),
-            ("{user.size_lo}x{user.nope}", "{user.nope}"),
+        // Reported at the placeholder, not at the step.
+        for (tmpl, words, want_col) in [
+            ("{foo.bar}", "unknown variable {foo.bar}", 13),
+            ("{image.size}", "unknown variable {image.size}", 13),
+            ("{user.size_lo}x{user.nope}", "{user.nope}", 28),
         ] {
             let text = format!(
                 "{HEAD}\n[actions.a]\nparams = [\"user\"]\nsteps = [\n  {{ send = \"{tmpl}\" }},\n]\n"
             );
             let (line, col, msg, _) = error("vars", &text);
-            assert_eq!((line, col), (11, 3), "{msg}");
+            assert_eq!((line, col), (11, want_col), "{msg}");
             assert!(msg.contains(words), "{msg}");
         }
     }
@@ -721,6 +734,11 @@ steps = [
             msg.contains("`publish` needs a mqtt interface, but \"console\" is serial"),
             "{msg}"
         );
+        let (line, col, msg, _) = error(
+            "publish-on-serial",
+            &action("", "  { publish = \"t\", on = \"console\" },\n"),
+        );
+        assert_eq!((line, col), (11, 25), "at the step's `on`: {msg}");
         let (_, col, msg, _) = error(
             "on-missing",
             &action("", "  { send = \"x\", on = \"uart9\" },\n"),
@@ -764,7 +782,7 @@ steps = [
         }
         let outside = action("\"image\"", "  { send = \"{offset}\" },\n");
         let (line, col, msg, _) = error("chunks-outside", &outside);
-        assert_eq!((line, col), (11, 3), "{msg}");
+        assert_eq!((line, col), (11, 13), "at the placeholder: {msg}");
         assert!(msg.contains("{offset} is neither a parameter"), "{msg}");
         let no_param = action(
             "",
@@ -783,7 +801,7 @@ steps = [
             "param-field",
             &action("\"image\"", "  { send = \"{image.crc}\" },\n"),
         );
-        assert_eq!((line, col), (11, 3), "{msg}");
+        assert_eq!((line, col), (11, 13), "at the placeholder: {msg}");
         assert!(msg.contains("a parameter has only {image.size}"), "{msg}");
     }
 

@@ -135,21 +135,23 @@ fn resolve_secret(
         return Some(SecretSpec::Known(v.clone()));
     }
     if let Some(var) = &s.env {
-        return match std::env::var(var) {
+        return match std::env::var(var.get_ref()) {
             Ok(v) => Some(SecretSpec::Known(v)),
             // Never used: check mode does not run anything.
             Err(_) if env_optional => Some(SecretSpec::Known(String::new())),
             Err(_) => {
                 d.at(
-                    Some(p.span()),
-                    format!("environment variable {var} is not set"),
+                    Some(var.span()),
+                    format!("environment variable {} is not set", var.get_ref()),
                     Some("export it before running hilsec (its value is never logged)"),
                 );
                 None
             }
         };
     }
-    let action = s.action.clone().unwrap_or_default();
+    let Some(action) = &s.action else {
+        return None;
+    };
     let Some(capture) = s.capture.clone() else {
         d.at(
             Some(p.span()),
@@ -158,15 +160,23 @@ fn resolve_secret(
         );
         return None;
     };
-    if !model.has_action(&action) {
+    if !model.has_action(action.get_ref()) {
+        let have: Vec<&str> = model.actions.keys().map(String::as_str).collect();
         d.at(
-            Some(p.span()),
-            format!("action {action:?} is not defined in the model"),
+            Some(action.span()),
+            format!(
+                "action {:?} is not defined in the model (defined: {})",
+                action.get_ref(),
+                have.join(", ")
+            ),
             None,
         );
         return None;
     }
-    Some(SecretSpec::FromAction { action, capture })
+    Some(SecretSpec::FromAction {
+        action: action.get_ref().clone(),
+        capture,
+    })
 }
 
 #[cfg(test)]
@@ -264,8 +274,9 @@ mod tests {
         );
         assert_eq!(
             e.message,
-            "action \"read_label\" is not defined in the model"
+            "action \"read_label\" is not defined in the model (defined: login)"
         );
+        assert_eq!((e.line, e.col), (14, 23), "at the action's name: {e}");
         let ok = unit("{ action = \"login\", capture = \"pw\" }");
         let b = load_paths(&[s.file("s.toml", &ok)], LoadMode::Run).expect("loads");
         assert_eq!(

@@ -5,7 +5,6 @@
 //! seams that build models, interfaces and steps share one wording and one set of limits
 //! (durations at most [`super::MAX_DURATION`], regexes compiled with a size limit).
 
-use std::ops::Range;
 use std::time::Duration;
 
 use serde_spanned::Spanned;
@@ -36,12 +35,17 @@ pub(crate) fn parse_duration(d: &mut Diag, s: &Spanned<String>) -> Option<Durati
     }
 }
 
-/// A `{var}` template (syntax only; which variables exist is checked where it is used).
-pub(crate) fn parse_template(d: &mut Diag, span: Range<usize>, src: &str) -> Option<Template> {
-    match Template::parse(src) {
+/// A `{var}` template (syntax only; which variables exist is checked where it is used, at the
+/// same span).
+pub(crate) fn parse_template(d: &mut Diag, src: &Spanned<String>) -> Option<Template> {
+    match Template::parse(src.get_ref()) {
         Ok(t) => Some(t),
         Err(e) => {
-            d.at(Some(span), format!("invalid template {src:?}: {e}"), None);
+            d.at(
+                Some(src.span()),
+                format!("invalid template {:?}: {e}", src.get_ref()),
+                None,
+            );
             None
         }
     }
@@ -62,12 +66,19 @@ pub(crate) fn compile_bytes_regex(
         Err(e) => {
             d.at(
                 Some(pat.span()),
-                format!("invalid regex in `{key}`: {}", e.to_string().lines().last().unwrap_or("")),
+                format!("invalid regex in `{key}`: {}", regex_error(&e)),
                 Some("board regexes use Rust regex syntax; write them in single-quoted TOML strings so backslashes stay as written"),
             );
             None
         }
     }
+}
+
+/// The last line of a regex error, which says what is wrong (the others repeat the pattern).
+pub(crate) fn regex_error(e: &regex::Error) -> String {
+    let s = e.to_string();
+    let last = s.lines().last().unwrap_or("");
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 #[cfg(test)]
@@ -161,7 +172,7 @@ mod tests {
 
     #[test]
     fn templates_and_regexes_report_their_syntax_errors() {
-        let (r, errs) = with("{unclosed", |d, s| parse_template(d, s.span(), s.get_ref()));
+        let (r, errs) = with("{unclosed", parse_template);
         assert!(r.is_none());
         assert!(
             errs[0].starts_with("1:5: invalid template \"{unclosed\""),
