@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hilsec_core::board::Model;
 use hilsec_core::device::{ActionError, Data, Device};
+use hilsec_core::iface::LinkError;
 use hilsec_core::test::{Outcome, Scope, Suite, Test, TestInfo, Verdict};
 use hilsec_image::{mutate, sign, MutationInputs, MutationKind, SignOptions, SigningKey, Version};
 
@@ -272,11 +273,30 @@ impl Test for AcceptsGenuine {
     }
 
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
-        let o = positive_control(dev).await.unwrap_or_else(Outcome::from);
-        dev.memo()
-            .insert(GENUINE_MEMO.into(), o.verdict.to_string());
-        o
+        memoised_positive_control(dev).await
     }
+}
+
+/// Runs the positive control and leaves its verdict in the unit's memo for the rejection
+/// tests (the same whether `update.accepts-genuine` runs it or a rejection test run alone).
+async fn memoised_positive_control(dev: &mut Device) -> Outcome {
+    let o = positive_control(dev).await.unwrap_or_else(Outcome::from);
+    dev.memo()
+        .insert(GENUINE_MEMO.into(), o.verdict.to_string());
+    o
+}
+
+/// True when an action got no answer from a unit that answered before: it waited in vain, the
+/// link closed, or the link the device closed could not be opened again.
+fn no_answer(e: &ActionError) -> bool {
+    e.is_device_silence()
+        || matches!(
+            e,
+            ActionError::Link {
+                source: LinkError::Open { .. },
+                ..
+            }
+        )
 }
 
 async fn positive_control(dev: &mut Device) -> Result<Outcome, ActionError> {
@@ -394,7 +414,14 @@ impl Test for RejectsMutation {
     }
 
     fn not_applicable(&self, model: &Model) -> Option<String> {
-        needs(model)
+        needs(model).or_else(|| {
+            let key_declared = model
+                .declarations
+                .update
+                .as_ref()
+                .is_some_and(|u| u.signing_key.is_some());
+            (self.needs_key() && !key_declared).then(|| self.needs_key_reason())
+        })
     }
 
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
@@ -403,15 +430,37 @@ impl Test for RejectsMutation {
 }
 
 impl RejectsMutation {
+    /// Kinds whose image must be signed with the lab's key (not only a genuine image).
+    fn needs_key(&self) -> bool {
+        matches!(
+            self.kind,
+            MutationKind::Rollback | MutationKind::TransplantSignature
+        )
+    }
+
+    fn needs_key_reason(&self) -> String {
+        format!(
+            "{} needs the test signing key (only a genuine image is declared)",
+            self.kind
+        )
+    }
+
     async fn body(&self, dev: &mut Device) -> Result<Outcome, ActionError> {
+        // The runner asks `not_applicable` first; a direct caller gets the same answer here,
+        // before anything is pushed (e.g. rollback with only a genuine image declared).
+        if let Some(why) = self.not_applicable(&dev.model) {
+            return Ok(Outcome::not_applicable(why));
+        }
         let control = dev.memo().get(GENUINE_MEMO).cloned();
         let control = match control {
             Some(v) => v,
             None => {
-                // Run alone (e.g. a filtered run): establish the positive control first.
-                let o = positive_control(dev).await?;
-                dev.memo()
-                    .insert(GENUINE_MEMO.into(), o.verdict.to_string());
+                // Run alone (e.g. a filtered run): establish the positive control first. If it
+                // could not be carried out, that is this test's outcome too.
+                let o = memoised_positive_control(dev).await;
+                if o.verdict == Verdict::Error {
+                    return Ok(o);
+                }
                 o.verdict.to_string()
             }
         };
@@ -465,14 +514,11 @@ impl RejectsMutation {
             },
             _ => MutationInputs::default(),
         };
-        if matches!(
-            self.kind,
-            MutationKind::Rollback | MutationKind::TransplantSignature
-        ) && lab_key.is_none()
-        {
-            return Ok(Outcome::not_applicable(format!(
-                "{} needs the test signing key (only a genuine image is declared)",
-                self.kind
+        if self.kind == MutationKind::Rollback && before.next_lower().is_none() {
+            // Without a lower version the image would carry the running one, which a unit
+            // with downgrade protection rightly takes: nothing to judge.
+            return Ok(Outcome::inconclusive(format!(
+                "the unit runs {before}: there is no lower version to roll back to"
             )));
         }
         let image = match mutate(self.kind, &genuine, &inputs) {
@@ -492,20 +538,32 @@ impl RejectsMutation {
         ));
         let answer = match push(dev, image).await {
             Ok(a) => Some(a),
-            Err(e) if e.is_device_silence() => {
+            Err(e) if no_answer(&e) => {
                 dev.note(format!("no answer to the push: {e}"));
                 None
             }
             Err(e) => return Err(e),
         };
+        if matches!(answer, Some(None)) {
+            // Seen in a usable answer: it stands even if the unit stops answering now.
+            dev.confirm_finding(format!(
+                "the unit acknowledged the {} image as accepted",
+                self.kind
+            ));
+        }
         let after = match running_version(dev).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Ok(Outcome::inconclusive(e)),
-            Err(e) if e.is_device_silence() => {
+            Err(e) if no_answer(&e) => {
                 // Silence earns no verdict: a unit bricked by the image cannot be told apart
                 // from one frozen or unplugged at that moment. Say what was seen.
+                let said = match &answer {
+                    Some(None) => "it acknowledged the image as accepted".to_string(),
+                    Some(Some(a)) => format!("it refused the image ({a:?})"),
+                    None => "it gave no answer to the push".to_string(),
+                };
                 return Ok(Outcome::error(format!(
-                    "the unit answered before the push (it reported version {before}) and has not answered since the {} image: it may have been bricked by the image, which would itself be a finding to confirm by hand, or it froze or lost power; no verdict from silence ({e})",
+                    "the unit answered before the push (it reported version {before}) and has not answered since the {} image ({said}; the running version could not be read): it may have been bricked by the image, which would itself be a finding to confirm by hand, or it froze or lost power; no verdict from silence ({e})",
                     self.kind
                 )));
             }
@@ -515,11 +573,6 @@ impl RejectsMutation {
         if changed {
             dev.confirm_finding(format!(
                 "the unit installed the {} image: it ran {before} and now runs {after}",
-                self.kind
-            ));
-        } else if matches!(answer, Some(None)) {
-            dev.confirm_finding(format!(
-                "the unit acknowledged the {} image as accepted",
                 self.kind
             ));
         }
