@@ -69,8 +69,11 @@ impl RunningEmulator {
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // The emulator was started as leader of its own group; end the whole group.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
         }
         let _ = self.child.start_kill();
@@ -126,7 +129,8 @@ pub async fn start(e: &Emulator, vars: &Vars) -> Result<RunningEmulator, Emulato
     #[cfg(target_os = "linux")]
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // A direct system call: safe between fork and exec.
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             Ok(())
         });
     }

@@ -4,10 +4,8 @@
 //! closing many consoles without waiting on read timeouts.
 
 use std::collections::BTreeMap;
-use std::ffi::CStr;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,23 +24,14 @@ struct Pty {
 }
 
 fn pty() -> Pty {
-    // SAFETY: plain libc calls on a descriptor this function owns; ptsname_r writes into `buf`.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-        assert_eq!(libc::grantpt(m), 0, "grantpt");
-        assert_eq!(libc::unlockpt(m), 0, "unlockpt");
-        let mut buf = [0 as libc::c_char; 128];
-        assert_eq!(
-            libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()),
-            0,
-            "ptsname_r"
-        );
-        let path = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
-        Pty {
-            master: File::from_raw_fd(m),
-            path,
-        }
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let m = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).expect("openpt");
+    grantpt(&m).expect("grantpt");
+    unlockpt(&m).expect("unlockpt");
+    let path = ptsname(&m, Vec::new()).expect("ptsname");
+    Pty {
+        master: File::from(m),
+        path: path.to_string_lossy().into_owned(),
     }
 }
 

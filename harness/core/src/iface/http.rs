@@ -83,13 +83,26 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, HttpError> {
     })
 }
 
+/// The system's trusted roots, read once per process: every unit's HTTP client starts from
+/// them, and reading and parsing the system store per client cost more than the whole exchange.
+/// Shared, not copied, by every client that trusts no extra CA.
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            Arc::new(roots)
+        })
+        .clone()
+}
+
 fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(c);
-    }
+    let mut roots = system_roots();
     for path in &opts.ca {
         let pem = read_pem(path)?;
         let mut n = 0;
@@ -98,10 +111,12 @@ fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
-            roots.add(cert).map_err(|e| HttpError::Tls {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
+            Arc::make_mut(&mut roots)
+                .add(cert)
+                .map_err(|e| HttpError::Tls {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
             n += 1;
         }
         if n == 0 {

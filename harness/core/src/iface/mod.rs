@@ -40,12 +40,12 @@ pub enum LinkError {
     Protocol(String),
 }
 
-/// Marks a descriptor close-on-exec.
-pub(crate) fn set_cloexec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+/// Marks a descriptor close-on-exec. (The serial crates hand out raw descriptors only.)
+pub(crate) fn set_cloexec(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
+    use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
+    // SAFETY: `fd` is borrowed from a live owner for the duration of this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd.as_raw_fd()) };
+    let flags = fcntl_getfd(fd)?;
+    fcntl_setfd(fd, flags | FdFlags::CLOEXEC)?;
     Ok(())
 }

@@ -250,7 +250,6 @@ impl ModbusLink {
         unit_id: u8,
         transcript: Transcript,
     ) -> Result<ModbusLink, LinkError> {
-        use std::os::fd::AsRawFd;
         use tokio_serial::SerialPortBuilderExt;
         let _guard = crate::emulator::SPAWN_LOCK
             .lock()
@@ -261,7 +260,7 @@ impl ModbusLink {
                 endpoint: path.to_string(),
                 detail: e.to_string(),
             })?;
-        super::serial::set_cloexec(port.as_raw_fd()).map_err(|e| LinkError::Open {
+        super::serial::set_cloexec(&port).map_err(|e| LinkError::Open {
             endpoint: path.to_string(),
             detail: e.to_string(),
         })?;

@@ -1,20 +1,18 @@
 //! Serial consoles: tty devices (UARTs, USB adapters, pseudo-terminals) and raw TCP (ser2net,
 //! QEMU `-serial tcp:`, Renode), behind one send/expect interface.
 //!
-//! A reader (a thread for ttys, a task for TCP and any other byte stream, see
-//! [`Console::from_stream`]) forwards chunks over a bounded channel, so a device that floods
-//! cannot grow memory: when the harness is not reading, the reader blocks and the device's own
-//! output buffer fills. The match buffer is bounded too.
+//! A reader task per console (over the runtime's reactor for ttys, raw TCP and any other byte
+//! stream, see [`Console::from_stream`]) forwards chunks over a bounded channel, so a device
+//! that floods cannot grow memory: when the harness is not reading, the reader waits and the
+//! device's own output buffer fills. The match buffer is bounded too.
 //!
 //! Each chunk carries the instant the reader got it, so the transcript shows when bytes
-//! arrived, not when a step got round to reading them. The tty reader sleeps in `poll(2)` on
-//! the port and on a wake-up pipe: dropping a console wakes it at once, so closing many
-//! consoles costs no read timeouts, and the port is still free when `drop` returns.
+//! arrived, not when a step got round to reading them. Dropping a console ends its reader at
+//! once (it waits on the channel closing as well as on the link) and releases a tty's
+//! exclusive lock before `drop` returns, so closing many consoles costs no read timeouts and
+//! a console reopened after a broken link finds the port free.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
@@ -41,11 +39,12 @@ fn hangup_message(errno: &str) -> String {
 /// Maps an I/O error of a tty to a link error: a hang-up (EIO on read or write, EPIPE on
 /// write) is [`LinkError::Closed`], anything else keeps its own text.
 fn tty_error(e: &std::io::Error, writing: bool) -> LinkError {
-    match e.raw_os_error() {
-        Some(libc::EIO) => LinkError::Closed(hangup_message("EIO")),
-        Some(libc::EPIPE) => LinkError::Closed(hangup_message("EPIPE")),
-        Some(libc::ENXIO) => LinkError::Closed("the terminal is gone (ENXIO)".into()),
-        Some(libc::ENODEV) => LinkError::Closed("the terminal is gone (ENODEV)".into()),
+    use rustix::io::Errno;
+    match Errno::from_io_error(e) {
+        Some(Errno::IO) => LinkError::Closed(hangup_message("EIO")),
+        Some(Errno::PIPE) => LinkError::Closed(hangup_message("EPIPE")),
+        Some(Errno::NXIO) => LinkError::Closed("the terminal is gone (ENXIO)".into()),
+        Some(Errno::NODEV) => LinkError::Closed("the terminal is gone (ENODEV)".into()),
         // serialport reports a POLLHUP before a write as a BrokenPipe error of its own.
         _ if e.kind() == std::io::ErrorKind::BrokenPipe => {
             LinkError::Closed(hangup_message("EPIPE"))
@@ -62,13 +61,6 @@ enum Chunk {
     /// Bytes and the instant the reader received them.
     Data(Instant, Vec<u8>),
     Closed(String),
-}
-
-enum Writer {
-    Tty(Box<dyn serialport::SerialPort>),
-    /// The write half of an async byte stream: raw TCP, or any stream given to
-    /// [`Console::from_stream`] (e.g. one end of `tokio::io::duplex` in tests).
-    Stream(Box<dyn AsyncWrite + Send + Unpin>),
 }
 
 /// The outcome of a successful `expect`.
@@ -196,111 +188,70 @@ fn matched(kind: Kind, re: &Regex, caps: &regex::bytes::Captures<'_>, trim: bool
 pub struct Console {
     name: String,
     rx: mpsc::Receiver<Chunk>,
-    writer: Option<Writer>,
+    writer: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// How this link's I/O errors read (a tty's hang-up is not a socket's reset).
+    kind: LinkKind,
     buf: Vec<u8>,
     closed: Option<String>,
     /// Bytes received since the console was opened.
     received: u64,
     transcript: Transcript,
-    stop: Arc<AtomicBool>,
-    /// Write end of the tty reader's wake-up pipe: a byte (or closing it) ends its `poll`.
-    wake: Option<std::os::fd::OwnedFd>,
-    /// The tty reader thread, joined on drop: it holds the port (and its exclusive lock) until
-    /// it returns, and a console reopened after a broken link must find the port free. The
-    /// wake-up pipe makes it return at once, so the join costs no read timeout.
-    reader: Option<std::thread::JoinHandle<()>>,
+    /// A tty's own handle, kept to release its exclusive lock when the console is dropped:
+    /// the reader task lets go of its handle only when it next runs, and a console reopened
+    /// after a broken link must find the port free at once.
+    tty_lock: Option<serialport::TTYPort>,
 }
 
 impl Drop for Console {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // A reader blocked on a full channel wakes up with an error once the channel is closed.
+        if let Some(port) = self.tty_lock.as_mut() {
+            let _ = port.set_exclusive(false);
+        }
+        // The reader task sees the channel closed and returns, dropping its half of the link.
         self.rx.close();
         self.writer = None;
-        // Closing the pipe's write end makes its read end readable (EOF): the reader's poll
-        // returns immediately.
-        self.wake = None;
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
+    }
+}
+
+/// What kind of byte stream a console reads: decides how end-of-file and I/O errors are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkKind {
+    Tty,
+    Stream,
+}
+
+impl LinkKind {
+    fn eof(self) -> String {
+        match self {
+            // The slave side of a pseudo-terminal reads end-of-file once the device closed the
+            // master: a hang-up like EIO.
+            LinkKind::Tty => hangup_message("end of file"),
+            LinkKind::Stream => "peer closed the connection".into(),
         }
     }
-}
 
-/// A close-on-exec pipe: (read end, write end).
-fn wake_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the array we pass.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
+    fn read_error(self, e: &std::io::Error) -> String {
+        match self {
+            LinkKind::Tty => match tty_error(e, false) {
+                LinkError::Closed(why) => why,
+                other => other.to_string(),
+            },
+            LinkKind::Stream => format!("read error: {e}"),
+        }
     }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    })
-}
 
-/// What one wait of the tty reader brought.
-enum Readable {
-    Data(usize),
-    Woken,
-    Again,
-    Eof,
-    Failed(std::io::Error),
-}
-
-/// Waits until the tty or the wake-up pipe is readable, then reads the tty.
-fn read_tty(tty: std::os::fd::RawFd, wake: std::os::fd::RawFd, buf: &mut [u8]) -> Readable {
-    let mut fds = [
-        libc::pollfd {
-            fd: tty,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // A long timeout only as a safety net: the pipe wakes the reader when it must stop.
-    // SAFETY: poll reads and writes the two pollfd structures we pass.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.kind() == std::io::ErrorKind::Interrupted {
-            Readable::Again
-        } else {
-            Readable::Failed(e)
-        };
-    }
-    if fds[1].revents != 0 {
-        return Readable::Woken;
-    }
-    if n == 0 || fds[0].revents == 0 {
-        return Readable::Again;
-    }
-    // SAFETY: read into a buffer we own, at most its length.
-    let r = unsafe { libc::read(tty, buf.as_mut_ptr().cast(), buf.len()) };
-    match r {
-        0 => Readable::Eof,
-        r if r > 0 => Readable::Data(r as usize),
-        _ => {
-            let e = std::io::Error::last_os_error();
-            match e.kind() {
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => Readable::Again,
-                _ => Readable::Failed(e),
-            }
+    fn write_error(self, e: &std::io::Error) -> LinkError {
+        match self {
+            LinkKind::Tty => tty_error(e, true),
+            LinkKind::Stream => LinkError::Write(e.to_string()),
         }
     }
 }
 
 impl Console {
-    /// Opens a tty. The reader thread waits in `poll` on the port and on a wake-up pipe that
-    /// dropping the console closes.
+    /// Opens a tty (UART, USB adapter, pseudo-terminal) in raw mode at `baud`, locked for
+    /// exclusive use. Reading and writing go through the runtime's reactor like a socket: no
+    /// thread per console. Must be called within a tokio runtime.
     pub fn open_tty(
         name: &str,
         path: &str,
@@ -311,85 +262,28 @@ impl Console {
             endpoint: path.to_string(),
             detail,
         };
-        let (port, reader_port) = {
+        let (lock, io) = {
             // serialport opens without O_CLOEXEC: a device process spawned meanwhile would
             // inherit the tty and its lock. Opening and marking close-on-exec happen under the
             // same lock that spawning takes.
             let _guard = super::SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            let port = serialport::new(path, baud)
-                .timeout(Duration::from_millis(50))
+            let lock = serialport::new(path, baud)
                 .open_native()
                 .map_err(|e| open_err(e.to_string()))?;
-            set_cloexec(port.as_raw_fd()).map_err(|e| open_err(e.to_string()))?;
-            // The reader owns its own handle on the port (closed when the thread returns).
-            let reader_port = port
+            set_cloexec(&lock).map_err(|e| open_err(e.to_string()))?;
+            let io = lock
                 .try_clone_native()
                 .map_err(|e| open_err(e.to_string()))?;
-            set_cloexec(reader_port.as_raw_fd()).map_err(|e| open_err(e.to_string()))?;
-            (
-                Box::new(port) as Box<dyn serialport::SerialPort>,
-                reader_port,
-            )
+            set_cloexec(&io).map_err(|e| open_err(e.to_string()))?;
+            (lock, io)
         };
-        let (wake_rx, wake_tx) = wake_pipe().map_err(|e| open_err(e.to_string()))?;
-        let (tx, rx) = mpsc::channel(64);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let reader = std::thread::Builder::new()
-            .name(format!("serial-{name}"))
-            .spawn(move || {
-                let tty = reader_port.as_raw_fd();
-                let wake = wake_rx.as_raw_fd();
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    if stop2.load(Ordering::Relaxed) || tx.is_closed() {
-                        break;
-                    }
-                    match read_tty(tty, wake, &mut buf) {
-                        Readable::Data(n) => {
-                            let at = Instant::now();
-                            if tx
-                                .blocking_send(Chunk::Data(at, buf[..n].to_vec()))
-                                .is_err()
-                            {
-                                break;
-                            }
-                        }
-                        Readable::Again => {}
-                        Readable::Woken => break,
-                        Readable::Eof => {
-                            // The slave side of a pseudo-terminal reads end-of-file once the
-                            // device closed the master: a hang-up like EIO.
-                            let why = hangup_message("end of file");
-                            let _ = tx.blocking_send(Chunk::Closed(why));
-                            break;
-                        }
-                        Readable::Failed(e) => {
-                            let why = match tty_error(&e, false) {
-                                LinkError::Closed(why) => why,
-                                other => other.to_string(),
-                            };
-                            let _ = tx.blocking_send(Chunk::Closed(why));
-                            break;
-                        }
-                    }
-                }
-                drop(reader_port);
-                drop(wake_rx);
-            })
-            .map_err(|e| open_err(format!("cannot start reader thread: {e}")))?;
-        Ok(Console {
-            name: name.to_string(),
-            rx,
-            writer: Some(Writer::Tty(port)),
-            buf: Vec::new(),
-            closed: None,
-            received: 0,
-            transcript,
-            stop,
-            wake: Some(wake_tx),
-            reader: Some(reader),
-        })
+        // Non-blocking, registered with the reactor.
+        let stream =
+            tokio_serial::SerialStream::try_from(io).map_err(|e| open_err(e.to_string()))?;
+        let (r, w) = tokio::io::split(stream);
+        let mut c = Console::from_halves(name, r, w, transcript, LinkKind::Tty);
+        c.tty_lock = Some(lock);
+        Ok(c)
     }
 
     /// Connects to a console exposed over raw TCP.
@@ -411,7 +305,13 @@ impl Console {
             })?;
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        Ok(Console::from_halves(name, r, w, transcript))
+        Ok(Console::from_halves(
+            name,
+            r,
+            w,
+            transcript,
+            LinkKind::Stream,
+        ))
     }
 
     /// A console over any async byte stream (a socket, a pipe, one end of
@@ -423,12 +323,18 @@ impl Console {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (r, w) = tokio::io::split(stream);
-        Console::from_halves(name, r, w, transcript)
+        Console::from_halves(name, r, w, transcript, LinkKind::Stream)
     }
 
     /// A console reading `r` in a task that forwards chunks over the bounded channel (so a
     /// flood blocks the reader, not memory) and writing `w`.
-    fn from_halves<R, W>(name: &str, mut r: R, w: W, transcript: Transcript) -> Console
+    fn from_halves<R, W>(
+        name: &str,
+        mut r: R,
+        w: W,
+        transcript: Transcript,
+        kind: LinkKind,
+    ) -> Console
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
@@ -440,9 +346,10 @@ impl Console {
                 tokio::select! {
                     _ = tx.closed() => return,
                     res = r.read(&mut buf) => match res {
-                        Ok(0) => { let _ = tx.send(Chunk::Closed("peer closed the connection".into())).await; return; }
+                        Ok(0) => { let _ = tx.send(Chunk::Closed(kind.eof())).await; return; }
                         Ok(n) => if tx.send(Chunk::Data(Instant::now(), buf[..n].to_vec())).await.is_err() { return },
-                        Err(e) => { let _ = tx.send(Chunk::Closed(format!("read error: {e}"))).await; return; }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => { let _ = tx.send(Chunk::Closed(kind.read_error(&e))).await; return; }
                     }
                 }
             }
@@ -450,14 +357,13 @@ impl Console {
         Console {
             name: name.to_string(),
             rx,
-            writer: Some(Writer::Stream(Box::new(w))),
+            writer: Some(Box::new(w)),
+            kind,
             buf: Vec::new(),
             closed: None,
             received: 0,
             transcript,
-            stop: Arc::new(AtomicBool::new(false)),
-            wake: None,
-            reader: None,
+            tty_lock: None,
         }
     }
 
@@ -555,55 +461,31 @@ impl Console {
         }
         self.transcript
             .record(Direction::Tx, &self.name, shown.as_bytes());
-        match self.writer.take() {
-            Some(Writer::Stream(mut w)) => {
-                let res = tokio::time::timeout(timeout, async {
-                    w.write_all(bytes).await?;
-                    w.flush().await
-                })
-                .await;
-                self.writer = Some(Writer::Stream(w));
-                match res {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
-                    Err(_) => Err(LinkError::Write(format!(
-                        "device did not take the bytes within {timeout:?}"
-                    ))),
-                }
-            }
-            Some(Writer::Tty(mut port)) => {
-                let data = bytes.to_vec();
-                let res = tokio::time::timeout(
-                    timeout,
-                    tokio::task::spawn_blocking(move || {
-                        let r = std::io::Write::write_all(&mut port, &data)
-                            .and_then(|_| std::io::Write::flush(&mut port));
-                        (port, r)
-                    }),
-                )
-                .await;
-                match res {
-                    Ok(Ok((port, r))) => {
-                        self.writer = Some(Writer::Tty(port));
-                        r.map_err(|e| {
-                            let err = tty_error(&e, true);
-                            if let LinkError::Closed(why) = &err {
-                                self.transcript
-                                    .note(format!("{}: link closed ({why})", self.name));
-                                self.closed = Some(why.clone());
-                            }
-                            err
-                        })
-                    }
-                    Ok(Err(e)) => Err(LinkError::Write(format!("writer task failed: {e}"))),
-                    Err(_) => Err(LinkError::Write(format!(
-                        "device did not take the bytes within {timeout:?}"
-                    ))),
-                }
-            }
-            None => Err(LinkError::Write(
+        let Some(mut w) = self.writer.take() else {
+            return Err(LinkError::Write(
                 "a previous write did not finish; reopen the console".into(),
-            )),
+            ));
+        };
+        let res = tokio::time::timeout(timeout, async {
+            w.write_all(bytes).await?;
+            w.flush().await
+        })
+        .await;
+        self.writer = Some(w);
+        match res {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                let err = self.kind.write_error(&e);
+                if let LinkError::Closed(why) = &err {
+                    self.transcript
+                        .note(format!("{}: link closed ({why})", self.name));
+                    self.closed = Some(why.clone());
+                }
+                Err(err)
+            }
+            Err(_) => Err(LinkError::Write(format!(
+                "device did not take the bytes within {timeout:?}"
+            ))),
         }
     }
 
