@@ -105,7 +105,7 @@ struct RunArgs {
     baseline: Option<PathBuf>,
     /// Use this MQTT broker (host:port) wherever a board says `broker = "embedded"`, instead
     /// of starting the embedded one (e.g. the lab's mosquitto).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_broker)]
     mqtt_broker: Option<std::net::SocketAddr>,
     /// Override every test's own timeout, e.g. "30s" (for benches with slow devices).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -370,8 +370,8 @@ fn cmd_run(args: RunArgs) -> i32 {
             return 3;
         }
     };
-    let mut env = match start_services(&boards, args.mqtt_broker) {
-        Ok(env) => env,
+    let (mut env, broker) = match start_services(&boards, args.mqtt_broker) {
+        Ok(started) => started,
         Err(e) => {
             eprintln!("hilsec run: {e}");
             return 3;
@@ -383,7 +383,34 @@ fn cmd_run(args: RunArgs) -> i32 {
         test_timeout: args.test_timeout,
         env,
     };
-    rt.block_on(run_with_reporters(boards, suites, cfg, reporters))
+    let code = rt.block_on(run_with_reporters(boards, suites, cfg, reporters));
+    if let Some(why) = broker.as_ref().and_then(|b| b.failure()) {
+        // MQTT tests of the units that lost it are already `error`; say why once.
+        eprintln!("hilsec run: the embedded MQTT broker stopped during the run: {why}");
+    }
+    code
+}
+
+/// `--mqtt-broker HOST:PORT`: a host name is resolved once, before anything starts (an IPv4
+/// address preferred).
+fn parse_broker(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if !s.contains(':') {
+        return Err(format!(
+            "{s:?} has no port; write HOST:PORT, e.g. broker.lab:1883"
+        ));
+    }
+    let addrs: Vec<_> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}; write HOST:PORT, e.g. broker.lab:1883"))?
+        .collect();
+    // IPv4 first: units are handed `{broker.host}`, and device firmware is likelier to take it.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// Reads `--baseline`: a results.json of an earlier run.
@@ -402,11 +429,13 @@ fn read_baseline(path: &Path) -> Result<serde_json::Value, String> {
 }
 
 /// Starts what the boards need from the harness itself: the embedded MQTT broker when an MQTT
-/// interface does not name a broker of its own.
+/// interface does not name a broker of its own. The broker is returned so the run can say if it
+/// failed.
 fn start_services(
     boards: &[Board],
     lab_broker: Option<std::net::SocketAddr>,
-) -> Result<RunEnv, hilsec_core::broker::BrokerError> {
+) -> Result<(RunEnv, Option<hilsec_core::broker::EmbeddedBroker>), hilsec_core::broker::BrokerError>
+{
     let needs_broker = boards.iter().any(|b| {
         b.model
             .interfaces
@@ -414,14 +443,16 @@ fn start_services(
             .any(|i| matches!(i, Interface::Mqtt(m) if matches!(m.broker, MqttBroker::Embedded)))
     });
     let mut env = RunEnv::default();
+    let mut embedded = None;
     if let Some(addr) = lab_broker {
         env.broker = Some(addr);
     } else if needs_broker {
         let broker = hilsec_core::broker::start_embedded()?;
         eprintln!("hilsec: embedded MQTT broker on {}", broker.addr);
         env.broker = Some(broker.addr);
+        embedded = Some(broker);
     }
-    Ok(env)
+    Ok((env, embedded))
 }
 
 /// Prepares the output folder and the reporters writing into it.

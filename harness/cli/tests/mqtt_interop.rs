@@ -45,7 +45,8 @@ fn update_suite_over_mosquitto() {
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("out");
-    let addr = format!("127.0.0.1:{port}");
+    // A host name, as a lab writes it; the harness resolves it once.
+    let addr = format!("localhost:{port}");
     let run = hilsec(
         &[
             "run",
@@ -82,7 +83,28 @@ fn update_suite_over_mosquitto() {
     let ev = std::fs::read_to_string(out.join("evidence/sim-plug-1/update.accepts-genuine.log"))
         .expect("evidence");
     assert!(
-        ev.contains(&format!("broker {addr}")),
-        "the evidence names mosquitto's address"
+        ev.contains(&format!("broker 127.0.0.1:{port}")),
+        "the evidence names mosquitto's address, resolved from {addr}"
     );
+}
+
+#[test]
+fn a_broker_that_does_not_resolve_is_a_usage_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (arg, says) in [
+        ("no-such-host.invalid:1883", "cannot resolve"),
+        ("localhost", "no port"),
+    ] {
+        let run = hilsec(
+            &["run", "--mqtt-broker", arg, "--out", "out"],
+            tmp.path(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.code(), 2, "{arg}: stderr:\n{}", run.stderr);
+        assert!(run.stderr.contains(says), "{arg}: stderr:\n{}", run.stderr);
+        assert!(
+            !tmp.path().join("out").exists(),
+            "nothing was run for {arg}"
+        );
+    }
 }
