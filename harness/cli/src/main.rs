@@ -1,4 +1,4 @@
-//! The `hilsec` command line: parses arguments (the CLI contract of DESIGN.md), loads board
+//! The `hilsec` command line: parses arguments (contract: README.md, "Using it"), loads board
 //! files, wires the runner's event stream to the reporters, and maps results to exit codes.
 //!
 //! Exit codes: 0 no fail and no error; 1 at least one `fail`; 2 usage or board-file error

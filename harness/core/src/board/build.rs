@@ -1,10 +1,11 @@
 //! Model building: a parsed file's `[model]`, `[declarations]`, `[emulator]` and `[actions]`
 //! turned into a resolved [`Model`].
 //!
-//! This is where the seams meet: interfaces are built first ([`super::interfaces`]), so steps
-//! can check theirs; the emulator's `ready` captures are collected, so templates can use
-//! `{emulator.NAME}`; then every action's steps ([`super::steps`]) and finally the calls between
-//! actions ([`super::calls`]), which need all actions. Defaults of declarations live here.
+//! This is where the seams meet: the emulator is built first, so its `ready` captures are
+//! known and interface and declaration templates can use `{emulator.NAME}`; then the interfaces
+//! ([`super::interfaces`]), so steps can check theirs; then every action's steps
+//! ([`super::steps`]) and finally the calls between actions ([`super::calls`]), which need all
+//! actions. Defaults of declarations live here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -22,10 +22,12 @@ use super::{Board, Model};
 /// What the caller will do with the boards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadMode {
-    /// `hilsec run` / `list`: files found in folders that declare no unit are model templates
-    /// and skipped; a file named explicitly must declare units.
+    /// `hilsec run` (and `check-board`'s second pass, which warns about what a run would
+    /// refuse): files found in folders that declare no unit are model templates and skipped; a
+    /// file named explicitly must declare units; `env` secrets must be set.
     Run,
-    /// `hilsec check-board`: every file is validated, with or without units.
+    /// `hilsec check-board` and `hilsec list`, which start nothing: every file is validated,
+    /// with or without units, and an unset `env` secret is not an error.
     Check,
 }
 

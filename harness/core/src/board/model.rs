@@ -38,7 +38,8 @@ pub struct ModelSection {
     /// The model designation as the manufacturer declares it, e.g. "SimPlug S1".
     pub name: String,
     pub manufacturer: Option<String>,
-    /// Default firmware version of units that do not state their own.
+    /// Default firmware version of units that do not state their own (`{unit.firmware}`);
+    /// nothing compares it with what a unit reports.
     pub firmware: Option<String>,
 }
 
@@ -59,7 +60,9 @@ pub struct Declarations {
     /// Consecutive failures after which the unit locks the account or starts throttling
     /// (the password suite resets the counter with the unit's own password before reaching it).
     pub lockout_after: Option<Spanned<usize>>,
-    /// How long a lockout lasts, e.g. "60s" (the suite checks the unit answers again after it).
+    /// How long a lockout lasts, e.g. "60s". When it is at most 120 s the brute-force test
+    /// waits it out and checks the unit accepts its own password again; a longer one is only
+    /// used to compute the guess rate.
     pub lockout_window: Option<Spanned<String>>,
     /// Highest achievable guess rate per login surface, in attempts per hour, that still counts
     /// as impracticable brute force (default 360).
@@ -126,8 +129,10 @@ pub struct EmulatorSection {
     /// Program to start; defaults to `hilsec-simdev` for `sim`, `qemu-system-arm` for `qemu`,
     /// `renode` for `renode`.
     pub command: Option<String>,
-    /// Arguments, templated with `{unit.*}` and `{model.*}`. `{secret.*}` is refused here:
-    /// every user of the machine can read a process's arguments (`ps`, /proc/PID/cmdline).
+    /// Arguments, templated with any unit-wide variable (`{unit.*}`, `{model.*}`,
+    /// `{board.dir}`, `{broker.*}`, ...) except `{secret.*}` and `{emulator.*}`: every user of
+    /// the machine can read a process's arguments (`ps`, /proc/PID/cmdline), and `{emulator.*}`
+    /// only exists once the process is ready.
     #[serde(default)]
     pub args: Vec<Spanned<String>>,
     /// Environment variables of the process (templated; secrets allowed: a process's
@@ -145,13 +150,14 @@ pub struct EmulatorSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceSection {
-    /// `serial` (more kinds come with later issues).
+    /// `serial` (a tty or raw TCP), `mqtt`, `modbus-tcp`, `modbus-rtu` or `http`.
     pub kind: Spanned<String>,
     /// Serial: tty path (templated), e.g. `/dev/ttyUSB0` or `{emulator.console}`.
     pub path: Option<Spanned<String>>,
     /// Serial over raw TCP (ser2net, QEMU `-serial tcp:`, Renode): `host:port` (templated).
     pub tcp: Option<Spanned<String>>,
-    /// Serial: baud rate (default 115200; ignored by pseudo-terminals and TCP).
+    /// Serial and modbus-rtu: baud rate (default 115200 for serial, 19200 for modbus-rtu;
+    /// ignored by pseudo-terminals and TCP).
     pub baud: Option<Spanned<u32>>,
     /// Default timeout of steps on this interface (default "10s").
     pub timeout: Option<Spanned<String>>,
@@ -162,9 +168,10 @@ pub struct InterfaceSection {
     /// mqtt: user name and password (templated; may use `{secret.password}`).
     pub username: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
-    /// mqtt: 3 (3.1.1, default) or 5.
+    /// mqtt: 3 (3.1.1, the default); 5 is refused (not supported yet).
     pub protocol: Option<Spanned<u8>>,
-    /// mqtt over TLS: lab CA bundle, client certificate and key (PEM, relative to the file).
+    /// http: an extra trusted CA (PEM path, templated). mqtt over TLS: CA bundle, client
+    /// certificate and key (PEM, relative to the file), refused today (not supported yet).
     pub ca: Option<Spanned<String>>,
     pub cert: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
@@ -193,7 +200,7 @@ pub struct ActionSection {
     pub cleanup: Vec<Spanned<StepSection>>,
 }
 
-/// One step. Exactly one verb key (`send`, `expect`, `wait`, `call`) must be present.
+/// One step. Exactly one verb key (see `steps::VERBS`) must be present.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StepSection {
@@ -201,7 +208,8 @@ pub struct StepSection {
     pub send: Option<Spanned<String>>,
     /// Regex to wait for; named captures become variables of the action.
     pub expect: Option<Spanned<String>>,
-    /// With `expect`: a regex that, if it matches first, means the device refused.
+    /// With `expect` (console), `await`, Modbus reads and `get`: a regex that, if it matches
+    /// first, means the device refused.
     pub reject: Option<Spanned<String>>,
     /// With `expect` (console), `await`, Modbus reads and `get`: a regex that, if it matches
     /// first, means the device is already done (e.g. a shell right after the user name): the

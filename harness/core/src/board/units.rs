@@ -5,7 +5,7 @@
 //! every `{unit.VAR}` the model's templates use must be in its `vars`, and its password must
 //! come from exactly one source. Kept apart from model building because one model serves many
 //! unit files, and apart from file discovery because secrets depend on the mode (`check-board`
-//! accepts an unset environment variable, `run` does not).
+//! and `list` accept an unset environment variable, `run` does not).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,9 @@
 //!
 //! Each parser reports a problem at the value's span (file:line:col) and returns `None`, so the
 //! seams that build models, interfaces and steps share one wording and one set of limits
-//! (durations at most [`super::MAX_DURATION`], regexes compiled with a size limit).
+//! (durations at most [`super::MAX_DURATION`], step regexes compiled with a 1 MiB size limit).
+//! The emulator's `ready` regex is compiled in [`super::build`] without that limit (the regex
+//! crate's default applies).
 
 use std::time::Duration;
 

@@ -2,11 +2,11 @@
 //! where it exists.
 //!
 //! Three places must agree on these names: the loader, which refuses a template naming a
-//! variable that will not exist where it is used; `device.rs`, which defines the values when it
-//! runs a unit; and the reference in boards/README.md. [`TEMPLATE_VARS`] is the list; the loader
-//! checks against it, the README's table is [`markdown_table`] (a test keeps them identical),
-//! and a test greps `device.rs` for the names it defines so a new variable cannot be added
-//! there alone.
+//! variable that will not exist where it is used; the `device` module (`device/mod.rs` and
+//! `device/steps.rs`), which defines the values when it runs a unit; and the reference in
+//! boards/README.md. [`TEMPLATE_VARS`] is the list; the loader checks against it, the README's
+//! table is [`markdown_table`] (a test keeps them identical), and a test greps the `device`
+//! module's files for the names they define so a new variable cannot be added there alone.
 
 use std::collections::BTreeSet;
 
@@ -265,8 +265,8 @@ pub fn markdown_table() -> String {
 mod tests {
     use super::*;
 
-    /// `{x}` in a name device.rs builds and an upper-case part of a listed name both stand for
-    /// a chosen name: compare with those replaced by `*`.
+    /// `{x}` in a name the device module builds and an upper-case part of a listed name both
+    /// stand for a chosen name: compare with those replaced by `*`.
     fn shape(name: &str) -> String {
         let mut out = String::new();
         let mut chars = name.chars().peekable();
@@ -293,7 +293,7 @@ mod tests {
         out
     }
 
-    /// The source of the `device` module (`device.rs`, or `device/*.rs` once split).
+    /// The source of the `device` module: the files in `device/` (and a `device.rs`, if any).
     fn device_source() -> String {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut files = vec![src.join("device.rs")];

@@ -3,9 +3,9 @@
 //! or actions.
 //!
 //! What every kind shares lives here rather than in one of them: [`LinkError`] (how any link
-//! fails, which `Device` maps to liveness), [`set_cloexec`] and the spawn lock (descriptors are
-//! opened close-on-exec under the same lock emulators are spawned with, so no device process
-//! inherits another unit's tty).
+//! fails, which `Device` maps to liveness), [`set_cloexec`] and the spawn lock, defined in
+//! [`crate::emulator`] and re-exported here (descriptors are opened close-on-exec under the
+//! same lock emulators are spawned with, so no device process inherits another unit's tty).
 
 use std::time::Duration;
 
