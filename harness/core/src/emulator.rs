@@ -165,7 +165,8 @@ pub async fn start(e: &Emulator, vars: &Vars) -> Result<RunningEmulator, Emulato
         let tx = tx.clone();
         let tail = tail.clone();
         tokio::spawn(async move {
-            let mut r = BufReader::new(stream);
+            // Small: a device process says little once it is up, and a fleet has many.
+            let mut r = BufReader::with_capacity(1024, stream);
             let mut line = Vec::new();
             loop {
                 line.clear();

@@ -32,13 +32,18 @@ pub enum Direction {
     Note,
 }
 
-#[derive(Debug, Clone)]
+/// One entry. Its bytes live in [`Inner::bytes`], one buffer for the whole transcript: a
+/// login sweep records thousands of short entries per unit, and a separate allocation (and a
+/// copy of the interface name) for each cost more than the bytes themselves.
+#[derive(Debug, Clone, Copy)]
 struct Entry {
     /// Milliseconds since the transcript started; negative for bytes that arrived before.
     at_ms: f64,
+    /// Where the entry's bytes start in [`Inner::bytes`]; they run to the next entry's start.
+    start: u32,
+    /// Index into [`Inner::ifaces`]; notes use index 0, the empty name.
+    iface: u16,
     dir: Direction,
-    iface: String,
-    bytes: Vec<u8>,
     /// Left over from before the test began (drained by `Device::begin_test`).
     before_test: bool,
 }
@@ -47,8 +52,49 @@ struct Entry {
 struct Inner {
     start: Instant,
     entries: Vec<Entry>,
+    /// The bytes of every entry, in the order entries were recorded.
+    bytes: Vec<u8>,
+    /// Interface names, each stored once.
+    ifaces: Vec<Box<str>>,
+    /// Device traffic stored (notes are not counted against the cap).
     stored: usize,
     dropped: usize,
+}
+
+impl Inner {
+    fn iface_index(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.ifaces.iter().position(|n| &**n == name) {
+            return i as u16;
+        }
+        // A unit has a handful of interfaces; past u16 range, names share the last slot.
+        if self.ifaces.len() >= usize::from(u16::MAX) {
+            return u16::MAX - 1;
+        }
+        self.ifaces.push(name.into());
+        (self.ifaces.len() - 1) as u16
+    }
+
+    /// The bytes of entry `i`.
+    fn bytes_of(&self, i: usize) -> &[u8] {
+        let from = self.entries[i].start as usize;
+        let to = self
+            .entries
+            .get(i + 1)
+            .map_or(self.bytes.len(), |e| e.start as usize);
+        self.bytes.get(from..to).unwrap_or_default()
+    }
+
+    fn push_entry(&mut self, at_ms: f64, dir: Direction, iface: u16, bytes: &[u8], before: bool) {
+        self.entries.push(Entry {
+            at_ms,
+            // Bounded: device traffic by TRANSCRIPT_CAP, notes by what the harness writes.
+            start: u32::try_from(self.bytes.len()).unwrap_or(u32::MAX),
+            iface,
+            dir,
+            before_test: before,
+        });
+        self.bytes.extend_from_slice(bytes);
+    }
 }
 
 /// A shared, append-only transcript.
@@ -69,6 +115,8 @@ impl Transcript {
             inner: Arc::new(Mutex::new(Inner {
                 start: Instant::now(),
                 entries: Vec::new(),
+                bytes: Vec::new(),
+                ifaces: vec!["".into()],
                 stored: 0,
                 dropped: 0,
             })),
@@ -109,24 +157,20 @@ impl Transcript {
             }
             t.stored += keep;
             let at_ms = ms_since(t.start, at);
-            if let Some(last) = t.entries.last_mut() {
+            let iface = t.iface_index(iface);
+            if let Some(last) = t.entries.last() {
                 if last.dir == dir
                     && dir == Direction::Rx
                     && last.iface == iface
                     && last.before_test == before_test
                     && (at_ms - last.at_ms).abs() <= MERGE_WINDOW.as_secs_f64() * 1000.0
                 {
-                    last.bytes.extend_from_slice(&bytes[..keep]);
+                    // The last entry's bytes end the buffer: extending it extends the entry.
+                    t.bytes.extend_from_slice(&bytes[..keep]);
                     return;
                 }
             }
-            t.entries.push(Entry {
-                at_ms,
-                dir,
-                iface: iface.to_string(),
-                bytes: bytes[..keep].to_vec(),
-                before_test,
-            });
+            t.push_entry(at_ms, dir, iface, &bytes[..keep], before_test);
         })
     }
 
@@ -134,13 +178,7 @@ impl Transcript {
     pub fn note(&self, text: impl AsRef<str>) {
         self.with(|t| {
             let at_ms = t.start.elapsed().as_secs_f64() * 1000.0;
-            t.entries.push(Entry {
-                at_ms,
-                dir: Direction::Note,
-                iface: String::new(),
-                bytes: text.as_ref().as_bytes().to_vec(),
-                before_test: false,
-            });
+            t.push_entry(at_ms, Direction::Note, 0, text.as_ref().as_bytes(), false);
         })
     }
 
@@ -156,23 +194,26 @@ impl Transcript {
             let mut out = String::new();
             // In order of time: bytes a reader received while the harness was busy elsewhere
             // (e.g. during a `wait`) are recorded late but shown where they happened.
-            let mut order: Vec<&Entry> = t.entries.iter().collect();
-            order.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
-            for e in order {
+            let mut order: Vec<usize> = (0..t.entries.len()).collect();
+            order.sort_by(|&a, &b| t.entries[a].at_ms.total_cmp(&t.entries[b].at_ms));
+            for i in order {
+                let e = &t.entries[i];
+                let bytes = t.bytes_of(i);
                 let arrow = match e.dir {
                     Direction::Tx => "->",
                     Direction::Rx => "<-",
                     Direction::Note => "##",
                 };
                 let body = match e.dir {
-                    Direction::Note => String::from_utf8_lossy(&e.bytes).into_owned(),
-                    _ => escape(&e.bytes),
+                    Direction::Note => String::from_utf8_lossy(bytes).into_owned(),
+                    _ => escape(bytes),
                 };
+                let iface = t.ifaces.get(usize::from(e.iface)).map_or("", |n| &**n);
                 let _ = writeln!(
                     out,
                     "[{:>10.3} ms] {:<8} {}{} {}",
                     e.at_ms,
-                    e.iface,
+                    iface,
                     arrow,
                     if e.before_test { " (before test)" } else { "" },
                     redactor.redact(&body)

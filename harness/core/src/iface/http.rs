@@ -1,4 +1,4 @@
-//! HTTP(S) requests with evidence: GET/POST over rustls (ring provider), a timeout on every
+//! HTTP(S) requests with evidence: GET over rustls (ring provider), a timeout on every
 //! request, a cap on body size, redirects followed one by one and recorded, a lab CA bundle
 //! and an optional client certificate, HTTP basic auth. Every exchange goes into the
 //! transcript (bodies shown up to a few KiB), secrets redacted when it is rendered.
@@ -83,26 +83,94 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, HttpError> {
     })
 }
 
-/// The system's trusted roots, read once per process: every unit's HTTP client starts from
-/// them, and reading and parsing the system store per client cost more than the whole exchange.
-/// Shared, not copied, by every client that trusts no extra CA.
-fn system_roots() -> Arc<rustls::RootCertStore> {
-    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
-    ROOTS
+/// The crypto every client uses.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>> =
+        std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// A verifier of the system's trusted roots, built once per process and shared by every unit's
+/// client: reading the system store per client cost more time than the exchange, and a copy
+/// of the store per unit was the largest allocation of a fleet run.
+fn system_verifier() -> Result<Arc<rustls::client::WebPkiServerVerifier>, HttpError> {
+    static VERIFIER: std::sync::OnceLock<
+        Result<Arc<rustls::client::WebPkiServerVerifier>, String>,
+    > = std::sync::OnceLock::new();
+    VERIFIER
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
             for c in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(c);
             }
-            Arc::new(roots)
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| e.to_string())
         })
         .clone()
+        .map_err(|detail| HttpError::Tls {
+            path: PathBuf::from("the system's trusted certificates"),
+            detail,
+        })
+}
+
+/// Trusts a board's own CAs (a device's self-signed CA) as well as the system's roots, without
+/// copying the system's roots into each unit's store.
+#[derive(Debug)]
+struct BoardOrSystemRoots {
+    board: Arc<rustls::client::WebPkiServerVerifier>,
+    system: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for BoardOrSystemRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        // The board's CA first: that is the device; the system's for anything else it links to.
+        self.board
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .or_else(|board_err| {
+                self.system
+                    .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                    .map_err(|_| board_err)
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.system.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.system.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.system.supported_verify_schemes()
+    }
 }
 
 fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = system_roots();
+    let system = system_verifier()?;
+    let mut board_roots = rustls::RootCertStore::empty();
     for path in &opts.ca {
         let pem = read_pem(path)?;
         let mut n = 0;
@@ -111,12 +179,10 @@ fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;
-            Arc::make_mut(&mut roots)
-                .add(cert)
-                .map_err(|e| HttpError::Tls {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
+            board_roots.add(cert).map_err(|e| HttpError::Tls {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
             n += 1;
         }
         if n == 0 {
@@ -126,16 +192,30 @@ fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
             });
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpError::Tls {
             path: PathBuf::new(),
             detail: e.to_string(),
-        })?
-        .with_root_certificates(roots);
-    match &opts.client_cert {
-        None => Ok(builder.with_no_client_auth()),
+        })?;
+    let builder = if opts.ca.is_empty() {
+        builder.with_webpki_verifier(system)
+    } else {
+        let board = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(board_roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| HttpError::Tls {
+            path: opts.ca.first().cloned().unwrap_or_default(),
+            detail: e.to_string(),
+        })?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(BoardOrSystemRoots { board, system }))
+    };
+    let mut config = match &opts.client_cert {
+        None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let certs = CertificateDer::pem_slice_iter(&read_pem(cert)?)
                 .collect::<Result<Vec<_>, _>>()
@@ -153,9 +233,12 @@ fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
                 .map_err(|e| HttpError::Tls {
                     path: cert.clone(),
                     detail: e.to_string(),
-                })
+                })?
         }
-    }
+    };
+    // A unit's client talks to a handful of origins: a small session cache, not rustls's 256.
+    config.resumption = rustls::client::Resumption::in_memory_sessions(8);
+    Ok(config)
 }
 
 /// The body as the transcript records it: raw bytes, capped. Raw, because the transcript
