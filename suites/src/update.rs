@@ -11,6 +11,8 @@
 //! per run and never leaves memory. Images reach the unit only through the board's update
 //! action (parameter `image`), over whatever interface its recipe uses.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -113,11 +115,9 @@ static GENUINE_INFO: TestInfo = TestInfo {
 };
 
 /// The attacker's key: generated once per run, never written anywhere.
-fn attacker_key() -> Result<&'static SigningKey, String> {
-    static KEY: OnceLock<Result<SigningKey, String>> = OnceLock::new();
-    KEY.get_or_init(|| SigningKey::generate_ed25519().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(Clone::clone)
+fn attacker_key() -> Result<&'static SigningKey, &'static hilsec_image::Error> {
+    static KEY: OnceLock<Result<SigningKey, hilsec_image::Error>> = OnceLock::new();
+    KEY.get_or_init(SigningKey::generate_ed25519).as_ref()
 }
 
 fn needs(model: &Model) -> Option<String> {
@@ -149,29 +149,58 @@ enum Genuine {
     Image(Vec<u8>, Version),
 }
 
-fn genuine_source(model: &Model) -> Result<Genuine, String> {
+/// Why the lab has nothing to make genuine images from.
+#[derive(Debug)]
+enum GenuineSourceError {
+    NoDeclarations,
+    Key(hilsec_image::Error),
+    PublicKey(PathBuf),
+    Read(PathBuf, std::io::Error),
+    Image(PathBuf, hilsec_image::ParseError),
+    NoSource,
+}
+
+impl fmt::Display for GenuineSourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoDeclarations => f.write_str("no update declarations"),
+            Self::Key(e) => write!(f, "{e}"),
+            Self::PublicKey(k) => write!(
+                f,
+                "{} is a public key; the suite needs the private test key",
+                k.display()
+            ),
+            Self::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            Self::Image(p, e) => write!(f, "{}: {e}", p.display()),
+            Self::NoSource => f.write_str("no genuine image source"),
+        }
+    }
+}
+
+impl std::error::Error for GenuineSourceError {}
+
+fn genuine_source(model: &Model) -> Result<Genuine, GenuineSourceError> {
     let u = model
         .declarations
         .update
         .as_ref()
-        .ok_or("no update declarations")?;
+        .ok_or(GenuineSourceError::NoDeclarations)?;
     if let Some(k) = &u.signing_key {
-        let key = hilsec_image::Key::load(k).map_err(|e| e.to_string())?;
-        return key.signing_key().cloned().map(Genuine::Key).ok_or_else(|| {
-            format!(
-                "{} is a public key; the suite needs the private test key",
-                k.display()
-            )
-        });
+        let key = hilsec_image::Key::load(k).map_err(GenuineSourceError::Key)?;
+        return key
+            .signing_key()
+            .cloned()
+            .map(Genuine::Key)
+            .ok_or_else(|| GenuineSourceError::PublicKey(k.clone()));
     }
     if let Some(p) = &u.genuine_image {
-        let bytes = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        let img =
-            hilsec_image::Image::parse(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+        let bytes = std::fs::read(p).map_err(|e| GenuineSourceError::Read(p.clone(), e))?;
+        let img = hilsec_image::Image::parse(&bytes)
+            .map_err(|e| GenuineSourceError::Image(p.clone(), e))?;
         let v = img.header.version;
         return Ok(Genuine::Image(bytes, v));
     }
-    Err("no genuine image source".into())
+    Err(GenuineSourceError::NoSource)
 }
 
 /// A deterministic pseudo-random payload: a stand-in firmware body.
@@ -191,7 +220,33 @@ fn bump(v: Version) -> Version {
     }
 }
 
-async fn running_version(dev: &mut Device) -> Result<Result<Version, String>, ActionError> {
+/// Why the unit's running version is not known although the version action answered.
+#[derive(Debug)]
+enum VersionError {
+    NotCaptured {
+        action: String,
+    },
+    Unparsable {
+        reported: String,
+        error: hilsec_image::Error,
+    },
+}
+
+impl fmt::Display for VersionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotCaptured { action } => write!(f, "action {action:?} captured no `version`"),
+            Self::Unparsable { reported, error } => write!(
+                f,
+                "the unit reports version {reported:?}, which is not X.Y.Z[+B]: {error}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for VersionError {}
+
+async fn running_version(dev: &mut Device) -> Result<Result<Version, VersionError>, ActionError> {
     let action = dev
         .model
         .declarations
@@ -201,10 +256,13 @@ async fn running_version(dev: &mut Device) -> Result<Result<Version, String>, Ac
         .unwrap_or_else(|| "read_version".into());
     let out = dev.run_action(&action, &[]).await?;
     let Some(v) = out.captures.get("version") else {
-        return Ok(Err(format!("action {action:?} captured no `version`")));
+        return Ok(Err(VersionError::NotCaptured { action }));
     };
     Ok(v.parse::<Version>()
-        .map_err(|e| format!("the unit reports version {v:?}, which is not X.Y.Z[+B]: {e}")))
+        .map_err(|error| VersionError::Unparsable {
+            reported: v.clone(),
+            error,
+        }))
 }
 
 /// Pushes an image; `Ok(None)` when accepted, `Ok(Some(answer))` when refused.
@@ -302,12 +360,12 @@ fn no_answer(e: &ActionError) -> bool {
 async fn positive_control(dev: &mut Device) -> Result<Outcome, ActionError> {
     let src = match genuine_source(&dev.model) {
         Ok(s) => s,
-        Err(e) => return Ok(Outcome::error(e)),
+        Err(e) => return Ok(Outcome::error(e.to_string())),
     };
     note_key(dev, &src);
     let before = match running_version(dev).await? {
         Ok(v) => v,
-        Err(e) => return Ok(Outcome::inconclusive(e)),
+        Err(e) => return Ok(Outcome::inconclusive(e.to_string())),
     };
     let (image, v) = match genuine_newer(&src, before, size_of(&dev.model), 1) {
         Ok(x) => x,
@@ -324,7 +382,7 @@ async fn positive_control(dev: &mut Device) -> Result<Outcome, ActionError> {
     }
     let after = match running_version(dev).await? {
         Ok(v) => v,
-        Err(e) => return Ok(Outcome::inconclusive(e)),
+        Err(e) => return Ok(Outcome::inconclusive(e.to_string())),
     };
     if after.cmp_without_build(&v).is_eq() {
         let info = appended_data_answer(dev, &src, after).await;
@@ -382,7 +440,7 @@ async fn appended_data_answer(dev: &mut Device, src: &Genuine, running: Version)
     let answer = push(dev, image).await;
     let runs = match running_version(dev).await {
         Ok(Ok(n)) => format!("runs {n}"),
-        Ok(Err(e)) => e,
+        Ok(Err(e)) => e.to_string(),
         Err(e) => format!("gave no version: {e}"),
     };
     match answer {
@@ -471,11 +529,11 @@ impl RejectsMutation {
         }
         let src = match genuine_source(&dev.model) {
             Ok(s) => s,
-            Err(e) => return Ok(Outcome::error(e)),
+            Err(e) => return Ok(Outcome::error(e.to_string())),
         };
         let before = match running_version(dev).await? {
             Ok(v) => v,
-            Err(e) => return Ok(Outcome::inconclusive(e)),
+            Err(e) => return Ok(Outcome::inconclusive(e.to_string())),
         };
         let size = size_of(&dev.model);
         let (genuine, newer) = match genuine_newer(&src, before, size, 2) {
@@ -553,7 +611,7 @@ impl RejectsMutation {
         }
         let after = match running_version(dev).await {
             Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Ok(Outcome::inconclusive(e)),
+            Ok(Err(e)) => return Ok(Outcome::inconclusive(e.to_string())),
             Err(e) if no_answer(&e) => {
                 // Silence earns no verdict: a unit bricked by the image cannot be told apart
                 // from one frozen or unplugged at that moment. Say what was seen.

@@ -1,9 +1,10 @@
 //! The `hilsec` command line: parses arguments (contract: README.md, "Using it"), loads board
 //! files, wires the runner's event stream to the reporters, and maps results to exit codes.
 //!
-//! Exit codes: 0 no fail and no error; 1 at least one `fail`; 2 usage or board-file error
-//! (nothing run); 3 at least one `error` and no `fail`; 130 interrupted (Ctrl-C, SIGTERM),
-//! whatever the verdicts so far.
+//! Exit codes (the list in README.md is the contract): 0 no fail and no error; 1 at least one
+//! `fail`; 2 usage, board-file, `--baseline` or output-folder error (nothing run); 3 at least
+//! one `error` and no `fail`, or the run could not start (runtime, embedded broker) or a
+//! reporter could not write; 130 interrupted (Ctrl-C, SIGTERM), whatever the verdicts so far.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -108,7 +108,11 @@ pub async fn start(e: &Emulator, vars: &Vars) -> Result<RunningEmulator, Emulato
     let program = resolve_command(e);
     let mut args = Vec::new();
     for a in &e.args {
-        args.push(a.render(vars).map_err(EmulatorError::Template)?.text);
+        args.push(
+            a.render(vars)
+                .map_err(|e| EmulatorError::Template(e.to_string()))?
+                .text,
+        );
     }
     let mut env = Vec::new();
     for (k, t) in &e.env {

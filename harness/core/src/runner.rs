@@ -560,16 +560,29 @@ pub fn identity_mismatch(unit: &Unit, captures: &BTreeMap<String, String>) -> Op
     ))
 }
 
+/// Why the unit could not be brought to a known state (by `sync` or a recovery action).
+#[derive(Debug, thiserror::Error)]
+enum RecoveryError {
+    #[error("run interrupted")]
+    Interrupted,
+    #[error("no {0} action")]
+    NoAction(String),
+    #[error("{action} was refused ({why:?})")]
+    Refused { action: String, why: String },
+    #[error(transparent)]
+    Action(crate::device::ActionError),
+}
+
 /// Brings the unit to a known state before a test through the board's `sync` action (e.g.
 /// send a newline, expect the login prompt), when it defines one. A failed sync gets one
 /// recovery attempt.
-async fn synchronise(dev: &mut Device, cancel: &CancellationToken) -> Result<(), String> {
+async fn synchronise(dev: &mut Device, cancel: &CancellationToken) -> Result<(), RecoveryError> {
     if !dev.has_action("sync") {
         return Ok(());
     }
     let first = tokio::select! {
         r = dev.run_action("sync", &[]) => r,
-        _ = cancel.cancelled() => return Err("run interrupted".into()),
+        _ = cancel.cancelled() => return Err(RecoveryError::Interrupted),
     };
     let result = match first {
         Ok(out) if out.rejected.is_none() => Ok(()),
@@ -593,21 +606,25 @@ async fn synchronise(dev: &mut Device, cancel: &CancellationToken) -> Result<(),
 /// After an error: `sync` when defined; if that fails, `logout` then `sync`; if that fails,
 /// the board's `recover` action (e.g. a reset) then `sync`. Without `sync`, only `recover` is
 /// run (nothing could confirm the state a blind logout leaves).
-async fn recover(dev: &mut Device, cancel: &CancellationToken) -> Result<(), String> {
-    async fn act(dev: &mut Device, name: &str, cancel: &CancellationToken) -> Result<(), String> {
+async fn recover(dev: &mut Device, cancel: &CancellationToken) -> Result<(), RecoveryError> {
+    async fn act(
+        dev: &mut Device,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), RecoveryError> {
         if !dev.has_action(name) {
-            return Err(format!("no {name} action"));
+            return Err(RecoveryError::NoAction(name.to_string()));
         }
         dev.note(format!("recovery: {name}"));
         tokio::select! {
             r = dev.run_action(name, &[]) => match r {
                 Ok(out) => match out.rejected {
                     None => Ok(()),
-                    Some(why) => Err(format!("{name} was refused ({why:?})")),
+                    Some(why) => Err(RecoveryError::Refused { action: name.to_string(), why }),
                 },
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(RecoveryError::Action(e)),
             },
-            _ = cancel.cancelled() => Err("run interrupted".into()),
+            _ = cancel.cancelled() => Err(RecoveryError::Interrupted),
         }
     }
     let r = if !dev.has_action("sync") {

@@ -96,7 +96,7 @@ impl Template {
     }
 
     /// Renders with `vars`; secret values are noted in the result.
-    pub fn render(&self, vars: &Vars) -> Result<Rendered, String> {
+    pub fn render(&self, vars: &Vars) -> Result<Rendered, UnboundVar> {
         let mut out = Rendered::default();
         for p in &self.parts {
             match p {
@@ -107,7 +107,7 @@ impl Template {
                 Part::Var(name) => {
                     let v = vars
                         .get(name)
-                        .ok_or_else(|| format!("variable {{{name}}} has no value here"))?;
+                        .ok_or_else(|| UnboundVar { name: name.clone() })?;
                     out.text.push_str(v.expose());
                     if v.is_secret() {
                         out.redacted.push_str(crate::secret::REDACTED);
@@ -120,6 +120,13 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+/// A template used a variable that has no value where it was rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("variable {{{name}}} has no value here")]
+pub struct UnboundVar {
+    pub name: String,
 }
 
 /// The result of rendering: the real text and a form safe to log.

@@ -95,17 +95,33 @@ static MODEL: TestInfo = info(
     &["EN 303 645 5.3-16", "TS 103 701 5.3-16-1"],
 );
 
+/// A `[declarations.disclosure]` entry the board does not declare.
+#[derive(Debug)]
+struct NotDeclared(&'static str);
+
+impl std::fmt::Display for NotDeclared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the board declares no {} in [declarations.disclosure]",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NotDeclared {}
+
 fn declared<'a>(
     model: &'a Model,
     pick: fn(&DisclosureDeclarations) -> &Option<Template>,
-    what: &str,
-) -> Result<&'a Template, String> {
+    what: &'static str,
+) -> Result<&'a Template, NotDeclared> {
     model
         .declarations
         .disclosure
         .as_ref()
         .and_then(|d| pick(d).as_ref())
-        .ok_or_else(|| format!("the board declares no {what} in [declarations.disclosure]"))
+        .ok_or(NotDeclared(what))
 }
 
 /// Fetches a declared URL; `Err(outcome)` when it could not be fetched at all.
@@ -140,12 +156,14 @@ impl Test for PolicyPublished {
         &POLICY
     }
     fn not_applicable(&self, model: &Model) -> Option<String> {
-        declared(model, |d| &d.policy_url, "policy_url").err()
+        declared(model, |d| &d.policy_url, "policy_url")
+            .err()
+            .map(|e| e.to_string())
     }
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
         let t = match declared(&dev.model, |d| &d.policy_url, "policy_url") {
             Ok(t) => t.clone(),
-            Err(e) => return Outcome::not_applicable(e),
+            Err(e) => return Outcome::not_applicable(e.to_string()),
         };
         let (url, x) = match fetch(dev, &t).await {
             Ok(v) => v,
@@ -177,12 +195,14 @@ impl Test for SecurityTxt {
         &SECURITY_TXT
     }
     fn not_applicable(&self, model: &Model) -> Option<String> {
-        declared(model, |d| &d.security_txt, "security_txt").err()
+        declared(model, |d| &d.security_txt, "security_txt")
+            .err()
+            .map(|e| e.to_string())
     }
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
         let t = match declared(&dev.model, |d| &d.security_txt, "security_txt") {
             Ok(t) => t.clone(),
-            Err(e) => return Outcome::not_applicable(e),
+            Err(e) => return Outcome::not_applicable(e.to_string()),
         };
         let base = match dev.render(&t) {
             Ok(u) => u,
@@ -255,7 +275,7 @@ impl Test for CsafProvider {
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
         let t = match declared(&dev.model, |d| &d.csaf_provider, "csaf_provider") {
             Ok(t) => t.clone(),
-            Err(e) => return Outcome::not_applicable(e),
+            Err(e) => return Outcome::not_applicable(e.to_string()),
         };
         let (url, x) = match fetch(dev, &t).await {
             Ok(v) => v,
@@ -291,7 +311,7 @@ async fn support_findings(
     dev: &mut Device,
 ) -> Result<(String, super::SupportFindings), SupportPage> {
     let t = declared(&dev.model, |d| &d.support_url, "support_url")
-        .map_err(|e| SupportPage::Unjudged(Outcome::not_applicable(e)))?
+        .map_err(|e| SupportPage::Unjudged(Outcome::not_applicable(e.to_string())))?
         .clone();
     let (url, x) = fetch(dev, &t).await.map_err(SupportPage::Unjudged)?;
     if x.status != 200 {
@@ -311,7 +331,9 @@ impl Test for PeriodPublished {
         &PERIOD
     }
     fn not_applicable(&self, model: &Model) -> Option<String> {
-        declared(model, |d| &d.support_url, "support_url").err()
+        declared(model, |d| &d.support_url, "support_url")
+            .err()
+            .map(|e| e.to_string())
     }
     async fn run_unit(&self, dev: &mut Device) -> Outcome {
         let (url, f) = match support_findings(dev).await {
@@ -391,7 +413,9 @@ impl Test for PeriodNotShortened {
         &NOT_SHORTENED
     }
     fn not_applicable(&self, model: &Model) -> Option<String> {
-        declared(model, |d| &d.support_url, "support_url").err()
+        declared(model, |d| &d.support_url, "support_url")
+            .err()
+            .map(|e| e.to_string())
     }
     /// Not applicable without a baseline, when the baseline has no record of the unit, or when
     /// it found no end date; a baseline that cannot be compared with is `inconclusive`, decided

@@ -312,7 +312,7 @@ fn build_emulator(
                     Some("pass secrets in the environment instead: [emulator] env = { HILSEC_SIM_PASSWORD = \"{secret.password}\" }"),
                 );
             } else if let Err(msg) = check_global_var(v, &BTreeSet::new()) {
-                d.at(Some(at.clone()), msg, None);
+                d.at(Some(at.clone()), msg.to_string(), None);
             }
         }
         Some(t)

@@ -47,7 +47,7 @@ pub(crate) fn build_interfaces(
         for v in t.vars() {
             if let Err(msg) = check_global_var(v, emulator_vars) {
                 let at = d.narrow(src.span(), &format!("{{{v}}}"));
-                d.at(Some(at), msg, None);
+                d.at(Some(at), msg.to_string(), None);
             }
         }
         Some(t)

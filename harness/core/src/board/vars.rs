@@ -218,10 +218,40 @@ pub fn identify_fields() -> impl Iterator<Item = &'static str> {
     fixed_names(VarScope::Identify)
 }
 
+/// A variable a board file uses that no unit will have a value for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UnknownVar {
+    #[error(
+        "{{{var}}}: the emulator's `ready` regex has no named capture {capture:?}{}",
+        captures_note(.captures)
+    )]
+    NoCapture {
+        var: String,
+        capture: String,
+        captures: Vec<String>,
+    },
+    #[error(
+        "unknown variable {{{var}}}: known are {}, {{unit.VAR}} for a unit's [unit.vars], {{emulator.NAME}} for captures of the emulator's `ready` regex",
+        unit_wide_names().map(|v| format!("{{{v}}}")).collect::<Vec<_>>().join(", ")
+    )]
+    Unknown { var: String },
+}
+
+fn captures_note(captures: &[String]) -> String {
+    if captures.is_empty() {
+        String::new()
+    } else {
+        format!(" (it has: {})", captures.join(", "))
+    }
+}
+
 /// Checks a variable that is not an action's own (parameter, capture, chunk): the unit-wide
 /// ones of [`TEMPLATE_VARS`], `{unit.VAR}` (checked per unit, where `vars` is known) and
 /// `{emulator.NAME}` against the captures of the emulator's `ready` regex.
-pub(crate) fn check_global_var(var: &str, emulator_vars: &BTreeSet<String>) -> Result<(), String> {
+pub(crate) fn check_global_var(
+    var: &str,
+    emulator_vars: &BTreeSet<String>,
+) -> Result<(), UnknownVar> {
     if unit_wide_names().any(|n| n == var) || var.starts_with("unit.") {
         return Ok(());
     }
@@ -229,22 +259,15 @@ pub(crate) fn check_global_var(var: &str, emulator_vars: &BTreeSet<String>) -> R
         if emulator_vars.contains(rest) {
             return Ok(());
         }
-        return Err(format!(
-            "{{{var}}}: the emulator's `ready` regex has no named capture {rest:?}{}",
-            if emulator_vars.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (it has: {})",
-                    emulator_vars.iter().cloned().collect::<Vec<_>>().join(", ")
-                )
-            }
-        ));
+        return Err(UnknownVar::NoCapture {
+            var: var.to_string(),
+            capture: rest.to_string(),
+            captures: emulator_vars.iter().cloned().collect(),
+        });
     }
-    Err(format!(
-        "unknown variable {{{var}}}: known are {}, {{unit.VAR}} for a unit's [unit.vars], {{emulator.NAME}} for captures of the emulator's `ready` regex",
-        unit_wide_names().map(|v| format!("{{{v}}}")).collect::<Vec<_>>().join(", ")
-    ))
+    Err(UnknownVar::Unknown {
+        var: var.to_string(),
+    })
 }
 
 /// The README's table of template variables, as generated from [`TEMPLATE_VARS`].
@@ -386,8 +409,9 @@ mod tests {
         assert!(check_global_var("emulator.console", &console).is_ok());
         assert!(check_global_var("emulator.modbus", &console)
             .unwrap_err()
+            .to_string()
             .contains("(it has: console)"));
-        let msg = check_global_var("foo.bar", &none).unwrap_err();
+        let msg = check_global_var("foo.bar", &none).unwrap_err().to_string();
         assert!(msg.starts_with("unknown variable {foo.bar}: known are {unit.name}, {unit.serial}, {unit.mac}, {unit.firmware}, {model.name}, {model.manufacturer}, {declarations.login_user}, {secret.password}, {board.dir}, {broker.address}, {broker.host}, {broker.port}, {unit.VAR}"), "{msg}");
         assert_eq!(
             chunk_vars().collect::<Vec<_>>(),

@@ -107,7 +107,7 @@ impl Device {
     fn render_for(&self, iface: &str, t: &Template) -> Result<String, LinkError> {
         t.render(&self.globals)
             .map(|r| r.text)
-            .map_err(|detail| open_error(iface, detail))
+            .map_err(|detail| open_error(iface, detail.to_string()))
     }
 
     // The openers that await take `&mut self` although they only read: a `&Device` held across
@@ -150,7 +150,7 @@ impl Device {
             },
             MqttBroker::Address(a) => self.render_for(iface, a)?,
         };
-        let (host, port) = split_address(&addr).map_err(|detail| open_error(iface, detail))?;
+        let (host, port) = split_address(&addr).map_err(|e| open_error(iface, e.to_string()))?;
         let client_id = match &m.client_id {
             Some(c) => self.render_for(iface, c)?,
             None => format!("hilsec-{}", self.unit.name),
@@ -161,7 +161,7 @@ impl Device {
                     Some(p) => {
                         let r = p
                             .render(&self.globals)
-                            .map_err(|detail| open_error(iface, detail))?;
+                            .map_err(|detail| open_error(iface, detail.to_string()))?;
                         for s in &r.secrets {
                             self.redactor.add(s);
                         }

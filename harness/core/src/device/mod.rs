@@ -234,7 +234,10 @@ impl Device {
     }
 
     /// Renders a template of the board (e.g. a declared URL) with the unit's variables.
-    pub fn render(&self, t: &crate::template::Template) -> Result<String, String> {
+    pub fn render(
+        &self,
+        t: &crate::template::Template,
+    ) -> Result<String, crate::template::UnboundVar> {
         t.render(&self.globals).map(|r| r.text)
     }
 
@@ -254,7 +257,7 @@ impl Device {
                         let p = self.render(t).map_err(|detail| {
                             crate::iface::http::HttpError::Tls {
                                 path: std::path::PathBuf::from("[declarations.disclosure] ca"),
-                                detail,
+                                detail: detail.to_string(),
                             }
                         })?;
                         ca.push(std::path::PathBuf::from(p));

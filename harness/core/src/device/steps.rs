@@ -374,7 +374,7 @@ impl Device {
         flush: bool,
         timeout: Duration,
     ) -> Result<(), ActionError> {
-        let r = text.render(&ctx.vars).map_err(|e| at.tmpl(e))?;
+        let r = text.render(&ctx.vars).map_err(|e| at.tmpl(e.to_string()))?;
         for s in &r.secrets {
             self.redactor.add(s);
         }
@@ -420,7 +420,7 @@ impl Device {
     ) -> Result<(), ActionError> {
         let mut a = BTreeMap::new();
         for (k, t) in args {
-            let r = t.render(&ctx.vars).map_err(|e| at.tmpl(e))?;
+            let r = t.render(&ctx.vars).map_err(|e| at.tmpl(e.to_string()))?;
             let v = if r.secrets.is_empty() {
                 SecretValue::plain(r.text)
             } else {
@@ -523,11 +523,14 @@ impl Device {
         qos: u8,
         retain: bool,
     ) -> Result<(), ActionError> {
-        let topic = topic.render(&ctx.vars).map_err(|e| at.tmpl(e))?.text;
+        let topic = topic
+            .render(&ctx.vars)
+            .map_err(|e| at.tmpl(e.to_string()))?
+            .text;
         let (payload, shown) = match body {
             Body::Text(ts) => match ts.first() {
                 Some(t) => {
-                    let r = t.render(&ctx.vars).map_err(|e| at.tmpl(e))?;
+                    let r = t.render(&ctx.vars).map_err(|e| at.tmpl(e.to_string()))?;
                     for s in &r.secrets {
                         self.redactor.add(s);
                     }
@@ -563,7 +566,10 @@ impl Device {
         outcomes: Outcomes<'_>,
         timeout: Duration,
     ) -> Result<(), ActionError> {
-        let filter = filter.render(&ctx.vars).map_err(|e| at.tmpl(e))?.text;
+        let filter = filter
+            .render(&ctx.vars)
+            .map_err(|e| at.tmpl(e.to_string()))?
+            .text;
         let m = self.mqtt(at, on, timeout).await?;
         let got = m
             .await_outcomes(&filter, outcomes, timeout)
@@ -672,7 +678,10 @@ impl Device {
             Body::Text(ts) => {
                 let mut w = Vec::new();
                 for t in ts {
-                    let v = t.render(&ctx.vars).map_err(|e| at.tmpl(e))?.text;
+                    let v = t
+                        .render(&ctx.vars)
+                        .map_err(|e| at.tmpl(e.to_string()))?
+                        .text;
                     let n = parse_register(&v).ok_or_else(|| {
                         at.tmpl(format!(
                             "{v:?} is not a register value (0-65535, 0x.., true/false)"
@@ -750,11 +759,17 @@ impl Device {
         auth: Option<&(Template, Template)>,
         outcomes: Outcomes<'_>,
     ) -> Result<(), ActionError> {
-        let url = url.render(&ctx.vars).map_err(|e| at.tmpl(e))?.text;
+        let url = url
+            .render(&ctx.vars)
+            .map_err(|e| at.tmpl(e.to_string()))?
+            .text;
         let creds = match auth {
             Some((u, p)) => {
-                let u = u.render(&ctx.vars).map_err(|e| at.tmpl(e))?.text;
-                let p = p.render(&ctx.vars).map_err(|e| at.tmpl(e))?;
+                let u = u
+                    .render(&ctx.vars)
+                    .map_err(|e| at.tmpl(e.to_string()))?
+                    .text;
+                let p = p.render(&ctx.vars).map_err(|e| at.tmpl(e.to_string()))?;
                 for s in &p.secrets {
                     self.redactor.add(s);
                 }

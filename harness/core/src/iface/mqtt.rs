@@ -91,14 +91,24 @@ fn evidence(topic: &str, payload: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Why an address is not `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("{addr:?} is not host:port")]
+    NoPort { addr: String },
+    #[error("{addr:?}: {port:?} is not a port number")]
+    BadPort { addr: String, port: String },
+}
+
 /// Splits `host:port`.
-pub fn split_address(addr: &str) -> Result<(String, u16), String> {
-    let (h, p) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{addr:?} is not host:port"))?;
-    let port = p
-        .parse::<u16>()
-        .map_err(|_| format!("{addr:?}: {p:?} is not a port number"))?;
+pub fn split_address(addr: &str) -> Result<(String, u16), AddressError> {
+    let (h, p) = addr.rsplit_once(':').ok_or_else(|| AddressError::NoPort {
+        addr: addr.to_string(),
+    })?;
+    let port = p.parse::<u16>().map_err(|_| AddressError::BadPort {
+        addr: addr.to_string(),
+        port: p.to_string(),
+    })?;
     Ok((
         h.trim_start_matches('[').trim_end_matches(']').to_string(),
         port,
