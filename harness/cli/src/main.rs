@@ -360,6 +360,9 @@ fn cmd_run(args: RunArgs) -> i32 {
             return 2;
         }
     };
+    // Long transcripts wait on the output folder's disk, not in memory (unnamed files: nothing
+    // is left there, even if the run is killed).
+    hilsec_core::transcript::spill_into(&args.out);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

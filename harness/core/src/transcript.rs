@@ -9,6 +9,12 @@
 //! only when they arrived within [`MERGE_WINDOW`] of the entry's first chunk, so every stamp is
 //! within that window of the truth. Bytes that were already waiting when the test began are
 //! recorded as *before test* with their own (negative) time.
+//!
+//! Memory per transcript is bounded by [`SPILL_AT`], not by what the device says: past it,
+//! recorded entries move to an unnamed temporary file (in the folder [`spill_into`] names, the
+//! run's output folder for `hilsec run`; deleted by the system when closed, even after a
+//! kill) and are read back once, when the evidence is rendered. A fleet of units in a login
+//! sweep at the same time otherwise held every unit's whole sweep in memory.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -18,6 +24,17 @@ use crate::secret::Redactor;
 
 /// Most bytes of device traffic kept per test; the rest is counted, not stored.
 pub const TRANSCRIPT_CAP: usize = 1 << 20;
+
+/// Bytes of entries a transcript holds in memory before it moves them to its file.
+pub const SPILL_AT: usize = 16 * 1024;
+
+/// Where transcripts put the entries they move out of memory (default: the system's
+/// temporary folder). Set once, before the run starts; later calls are ignored.
+pub fn spill_into(dir: &std::path::Path) {
+    let _ = SPILL_DIR.set(dir.to_path_buf());
+}
+
+static SPILL_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// Received chunks that arrived within this time of an entry's first chunk join that entry.
 pub const MERGE_WINDOW: Duration = Duration::from_millis(1);
@@ -56,6 +73,8 @@ struct Inner {
     bytes: Vec<u8>,
     /// Interface names, each stored once.
     ifaces: Vec<Box<str>>,
+    /// Entries moved out of memory, oldest first; see [`SPILL_AT`].
+    spill: Spill,
     /// Device traffic stored (notes are not counted against the cap).
     stored: usize,
     dropped: usize,
@@ -97,6 +116,144 @@ impl Inner {
     }
 }
 
+/// The file entries move to. Each record: `at_ms` (f64), byte count (u32), interface index
+/// (u16), direction (u8), before-test flag (u8), then the bytes; all little-endian.
+#[derive(Debug, Default)]
+struct Spill {
+    file: Option<std::fs::File>,
+    /// Set when the file could not be made or written: entries then stay in memory (bounded
+    /// by the traffic cap as before) and the evidence says so.
+    failed: Option<String>,
+}
+
+const RECORD_HEADER: usize = 16;
+
+fn direction_code(d: Direction) -> u8 {
+    match d {
+        Direction::Tx => 0,
+        Direction::Rx => 1,
+        Direction::Note => 2,
+    }
+}
+
+fn direction_of(code: u8) -> Direction {
+    match code {
+        0 => Direction::Tx,
+        1 => Direction::Rx,
+        _ => Direction::Note,
+    }
+}
+
+impl Inner {
+    /// Moves every entry but the last (which later chunks may still join) to the spill file
+    /// once the entries in memory hold more than [`SPILL_AT`] bytes.
+    fn maybe_spill(&mut self) {
+        use std::io::Write as _;
+        if self.bytes.len() <= SPILL_AT || self.entries.len() < 2 || self.spill.failed.is_some() {
+            return;
+        }
+        let keep_from = self.entries.len() - 1;
+        let cut = self.entries[keep_from].start as usize;
+        let mut out = Vec::with_capacity(cut + keep_from * RECORD_HEADER);
+        for i in 0..keep_from {
+            let e = self.entries[i];
+            let bytes = self.bytes_of(i);
+            out.extend_from_slice(&e.at_ms.to_le_bytes());
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&e.iface.to_le_bytes());
+            out.push(direction_code(e.dir));
+            out.push(u8::from(e.before_test));
+            out.extend_from_slice(bytes);
+        }
+        let written = match self.spill.file.as_mut() {
+            Some(f) => f.write_all(&out),
+            None => {
+                let made = match SPILL_DIR.get() {
+                    Some(dir) => tempfile::tempfile_in(dir),
+                    None => tempfile::tempfile(),
+                };
+                made.and_then(|mut f| {
+                    f.write_all(&out)?;
+                    self.spill.file = Some(f);
+                    Ok(())
+                })
+            }
+        };
+        if let Err(e) = written {
+            self.spill.failed = Some(e.to_string());
+            return;
+        }
+        self.entries.drain(..keep_from);
+        self.bytes.drain(..cut);
+        self.entries[0].start = 0;
+        // Give back what the spilled entries held: memory stays near SPILL_AT per transcript.
+        self.bytes.shrink_to(SPILL_AT / 4);
+        self.entries.shrink_to(64);
+    }
+
+    /// Every entry with its bytes: those in the spill file, then those in memory.
+    fn all_entries(&self) -> AllEntries {
+        use std::io::{Read as _, Seek as _};
+        let mut data = Vec::new();
+        let mut problem = self.spill.failed.as_ref().map(|e| {
+            format!("could not move entries to a temporary file ({e}); they were kept in memory")
+        });
+        if let Some(f) = self.spill.file.as_ref() {
+            let mut f = f;
+            let read = f
+                .seek(std::io::SeekFrom::Start(0))
+                .and_then(|_| f.read_to_end(&mut data))
+                .and_then(|_| f.seek(std::io::SeekFrom::End(0)));
+            if let Err(e) = read {
+                problem = Some(format!(
+                    "entries kept in a temporary file could not be read back ({e}); earlier entries are missing"
+                ));
+                data.clear();
+            }
+        }
+        let mut list = Vec::new();
+        let mut at = 0usize;
+        while at + RECORD_HEADER <= data.len() {
+            let h = &data[at..at + RECORD_HEADER];
+            let at_ms = f64::from_le_bytes(h[0..8].try_into().unwrap_or_default());
+            let len = u32::from_le_bytes(h[8..12].try_into().unwrap_or_default()) as usize;
+            let iface = u16::from_le_bytes(h[12..14].try_into().unwrap_or_default());
+            let body = at + RECORD_HEADER;
+            if body + len > data.len() {
+                problem = Some(
+                    "the temporary file of earlier entries was cut short; some are missing".into(),
+                );
+                break;
+            }
+            let e = Entry {
+                at_ms,
+                start: 0,
+                iface,
+                dir: direction_of(h[14]),
+                before_test: h[15] != 0,
+            };
+            list.push((e, body..body + len));
+            at = body + len;
+        }
+        let base = data.len();
+        for i in 0..self.entries.len() {
+            let from = self.entries[i].start as usize;
+            let to = from + self.bytes_of(i).len();
+            list.push((self.entries[i], base + from..base + to));
+        }
+        data.extend_from_slice(&self.bytes);
+        (list, data, problem)
+    }
+}
+
+/// Every entry with the range of its bytes in one buffer, that buffer, and what went wrong
+/// with the spill file, if anything.
+type AllEntries = (
+    Vec<(Entry, std::ops::Range<usize>)>,
+    Vec<u8>,
+    Option<String>,
+);
+
 /// A shared, append-only transcript.
 #[derive(Debug, Clone)]
 pub struct Transcript {
@@ -117,6 +274,7 @@ impl Transcript {
                 entries: Vec::new(),
                 bytes: Vec::new(),
                 ifaces: vec!["".into()],
+                spill: Spill::default(),
                 stored: 0,
                 dropped: 0,
             })),
@@ -167,10 +325,12 @@ impl Transcript {
                 {
                     // The last entry's bytes end the buffer: extending it extends the entry.
                     t.bytes.extend_from_slice(&bytes[..keep]);
+                    t.maybe_spill();
                     return;
                 }
             }
             t.push_entry(at_ms, dir, iface, &bytes[..keep], before_test);
+            t.maybe_spill();
         })
     }
 
@@ -179,6 +339,7 @@ impl Transcript {
         self.with(|t| {
             let at_ms = t.start.elapsed().as_secs_f64() * 1000.0;
             t.push_entry(at_ms, Direction::Note, 0, text.as_ref().as_bytes(), false);
+            t.maybe_spill();
         })
     }
 
@@ -194,11 +355,12 @@ impl Transcript {
             let mut out = String::new();
             // In order of time: bytes a reader received while the harness was busy elsewhere
             // (e.g. during a `wait`) are recorded late but shown where they happened.
-            let mut order: Vec<usize> = (0..t.entries.len()).collect();
-            order.sort_by(|&a, &b| t.entries[a].at_ms.total_cmp(&t.entries[b].at_ms));
+            let (entries, data, problem) = t.all_entries();
+            let mut order: Vec<usize> = (0..entries.len()).collect();
+            order.sort_by(|&a, &b| entries[a].0.at_ms.total_cmp(&entries[b].0.at_ms));
             for i in order {
-                let e = &t.entries[i];
-                let bytes = t.bytes_of(i);
+                let (e, range) = &entries[i];
+                let bytes = data.get(range.clone()).unwrap_or_default();
                 let arrow = match e.dir {
                     Direction::Tx => "->",
                     Direction::Rx => "<-",
@@ -218,6 +380,9 @@ impl Transcript {
                     if e.before_test { " (before test)" } else { "" },
                     redactor.redact(&body)
                 );
+            }
+            if let Some(p) = problem {
+                let _ = writeln!(out, "## {p}");
             }
             if t.dropped > 0 {
                 let _ = writeln!(
@@ -358,5 +523,46 @@ mod tests {
         r.add("hunter22");
         let s = t.render(&r);
         assert!(!s.contains("hunter22"), "{s}");
+    }
+
+    #[test]
+    fn long_transcripts_move_to_a_file_and_render_whole() {
+        let t = Transcript::new();
+        let start = Instant::now();
+        for i in 0..5000u32 {
+            let at = start + Duration::from_millis(u64::from(i) * 2);
+            t.record_at(
+                Direction::Rx,
+                "console",
+                format!("line {i}\n").as_bytes(),
+                at,
+            );
+            t.record(Direction::Tx, "web", format!("GET /{i}\n").as_bytes());
+            if i % 100 == 0 {
+                t.note(format!("note {i}"));
+            }
+        }
+        let (held, spilled) = t.with(|i| (i.bytes.capacity(), i.spill.file.is_some()));
+        assert!(spilled, "entries past SPILL_AT went to the file");
+        assert!(
+            held <= 2 * SPILL_AT,
+            "memory held stays near SPILL_AT: {held}"
+        );
+        let text = t.render(&Redactor::default());
+        assert_eq!(
+            text.lines().count(),
+            5000 * 2 + 50,
+            "every entry is rendered"
+        );
+        assert!(text.contains("console  <- line 0\\n"), "{}", &text[..200]);
+        assert!(text.contains("console  <- line 4999\\n"));
+        assert!(text.contains("web      -> GET /4999\\n"));
+        assert!(text.contains("## note 4900"));
+        assert!(
+            !text.contains("temporary file"),
+            "no spill problem is reported"
+        );
+        // Rendering twice gives the same text (the file is read from its start each time).
+        assert_eq!(text, t.render(&Redactor::default()));
     }
 }

@@ -167,12 +167,9 @@ impl Reporter for JsonReporter {
                     tests: ordered.iter().map(|r| ResultRecord::from(*r)).collect(),
                     model_findings: model_findings(ordered.iter().copied()),
                 };
-                let text =
-                    serde_json::to_string_pretty(&file).map_err(|e| ReportError::Serialize {
-                        what: "results.json",
-                        detail: e.to_string(),
-                    })?;
-                write_atomically(&self.path, text.as_bytes())?;
+                write_atomically(&self.path, "results.json", |w| {
+                    serde_json::to_writer_pretty(w, &file).map_err(|e| e.to_string())
+                })?;
             }
             _ => {}
         }
@@ -180,10 +177,21 @@ impl Reporter for JsonReporter {
     }
 }
 
-/// Writes to a temporary file and renames it, so a reader never sees half a file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+/// Writes to a temporary file and renames it, so a reader never sees half a file. `write`
+/// serialises straight into the file (a large run's report is never whole in memory); its
+/// error says what went wrong, and `what` names the file in the message.
+pub(crate) fn write_atomically(
+    path: &Path,
+    what: &'static str,
+    write: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> Result<(), String>,
+) -> Result<(), ReportError> {
+    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(|e| ReportError::write(&tmp, e))?;
+    let file = fs::File::create(&tmp).map_err(|e| ReportError::write(&tmp, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    write(&mut w).map_err(|detail| ReportError::Serialize { what, detail })?;
+    w.flush().map_err(|e| ReportError::write(&tmp, e))?;
+    drop(w);
     fs::rename(&tmp, path).map_err(|e| ReportError::write(path, e))
 }
 

@@ -117,11 +117,9 @@ impl Reporter for JunitReporter {
             Event::TestFinished(r) => self.records.push(r.without_evidence()),
             Event::RunFinished { duration, .. } => {
                 let report = build(&self.units, &self.records, *duration);
-                let xml = report.to_string().map_err(|e| ReportError::Serialize {
-                    what: "junit.xml",
-                    detail: e.to_string(),
+                write_atomically(&self.path, "junit.xml", |w| {
+                    report.serialize(w).map_err(|e| e.to_string())
                 })?;
-                write_atomically(&self.path, xml.as_bytes())?;
             }
             _ => {}
         }
