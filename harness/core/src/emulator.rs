@@ -100,10 +100,6 @@ fn resolve_command(e: &Emulator) -> PathBuf {
     PathBuf::from(&e.command)
 }
 
-/// Held while a device process is spawned and while a descriptor that cannot be opened
-/// close-on-exec is opened and marked so: no child inherits a unit's console.
-pub(crate) static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 pub async fn start(e: &Emulator, vars: &Vars) -> Result<RunningEmulator, EmulatorError> {
     let program = resolve_command(e);
     let mut args = Vec::new();
@@ -138,11 +134,7 @@ pub async fn start(e: &Emulator, vars: &Vars) -> Result<RunningEmulator, Emulato
             Ok(())
         });
     }
-    let spawned = {
-        let _guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        cmd.spawn()
-    };
-    let mut child = spawned.map_err(|err| EmulatorError::Spawn {
+    let mut child = cmd.spawn().map_err(|err| EmulatorError::Spawn {
         command: command.clone(),
         detail: if err.kind() == std::io::ErrorKind::NotFound && e.kind == EmulatorKind::Sim {
             format!("{err}; build it with `cargo build --release` (it is the hilsec-simdev binary), or set HILSEC_SIMDEV")

@@ -166,7 +166,16 @@ impl Inner {
             out.extend_from_slice(bytes);
         }
         let written = match self.spill.file.as_mut() {
-            Some(f) => f.write_all(&out),
+            Some(f) => {
+                // All or nothing: a record cut by a failed write (disk full) is taken back, so
+                // the entries still in memory are not shown twice.
+                let before = f.metadata().map(|m| m.len());
+                f.write_all(&out).inspect_err(|_| {
+                    if let Ok(len) = before {
+                        let _ = f.set_len(len);
+                    }
+                })
+            }
             None => {
                 let made = match SPILL_DIR.get() {
                     Some(dir) => tempfile::tempfile_in(dir),
@@ -186,24 +195,29 @@ impl Inner {
         self.entries.drain(..keep_from);
         self.bytes.drain(..cut);
         self.entries[0].start = 0;
-        // Give back what the spilled entries held: memory stays near SPILL_AT per transcript.
-        self.bytes.shrink_to(SPILL_AT / 4);
-        self.entries.shrink_to(64);
+        // Give back what a burst grew: memory stays near SPILL_AT per transcript, without a
+        // reallocation at every spill.
+        if self.bytes.capacity() > 2 * SPILL_AT {
+            self.bytes.shrink_to(SPILL_AT);
+        }
+        if self.entries.capacity() > 1024 {
+            self.entries.shrink_to(256);
+        }
     }
 
     /// Every entry with its bytes: those in the spill file, then those in memory.
     fn all_entries(&self) -> AllEntries {
-        use std::io::{Read as _, Seek as _};
         let mut data = Vec::new();
         let mut problem = self.spill.failed.as_ref().map(|e| {
             format!("could not move entries to a temporary file ({e}); they were kept in memory")
         });
         if let Some(f) = self.spill.file.as_ref() {
-            let mut f = f;
-            let read = f
-                .seek(std::io::SeekFrom::Start(0))
-                .and_then(|_| f.read_to_end(&mut data))
-                .and_then(|_| f.seek(std::io::SeekFrom::End(0)));
+            // Read at offsets: the file position, where the next spill appends, never moves.
+            use std::os::unix::fs::FileExt as _;
+            let read = f.metadata().and_then(|m| {
+                data = vec![0; usize::try_from(m.len()).unwrap_or(0)];
+                f.read_exact_at(&mut data, 0)
+            });
             if let Err(e) = read {
                 problem = Some(format!(
                     "entries kept in a temporary file could not be read back ({e}); earlier entries are missing"

@@ -378,3 +378,15 @@ async fn closing_many_consoles_does_not_wait_on_read_timeouts() {
         assert!(c.is_ok(), "reopen {}: {:?}", p.path, c.err());
     }
 }
+
+/// On a runtime with one thread, the dropped console's reader task cannot run before the next
+/// open: the port must be free all the same (the drop releases its locks itself).
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_console_frees_the_port_before_its_reader_runs() {
+    let p = pty();
+    for round in 0..3 {
+        let c = Console::open_tty("console", &p.path, 115_200, Transcript::new());
+        assert!(c.is_ok(), "open {round}: {:?}", c.err());
+        drop(c);
+    }
+}

@@ -167,8 +167,8 @@ impl Reporter for JsonReporter {
                     tests: ordered.iter().map(|r| ResultRecord::from(*r)).collect(),
                     model_findings: model_findings(ordered.iter().copied()),
                 };
-                write_atomically(&self.path, "results.json", |w| {
-                    serde_json::to_writer_pretty(w, &file).map_err(|e| e.to_string())
+                write_atomically(&self.path, |w| {
+                    serde_json::to_writer_pretty(w, &file).map_err(std::io::Error::from)
                 })?;
             }
             _ => {}
@@ -178,21 +178,26 @@ impl Reporter for JsonReporter {
 }
 
 /// Writes to a temporary file and renames it, so a reader never sees half a file. `write`
-/// serialises straight into the file (a large run's report is never whole in memory); its
-/// error says what went wrong, and `what` names the file in the message.
+/// serialises straight into the file (a large run's report is never whole in memory). On any
+/// failure the temporary file is removed.
 pub(crate) fn write_atomically(
     path: &Path,
-    what: &'static str,
-    write: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> Result<(), String>,
+    write: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>,
 ) -> Result<(), ReportError> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    let file = fs::File::create(&tmp).map_err(|e| ReportError::write(&tmp, e))?;
-    let mut w = std::io::BufWriter::new(file);
-    write(&mut w).map_err(|detail| ReportError::Serialize { what, detail })?;
-    w.flush().map_err(|e| ReportError::write(&tmp, e))?;
-    drop(w);
-    fs::rename(&tmp, path).map_err(|e| ReportError::write(path, e))
+    let written = fs::File::create(&tmp).and_then(|file| {
+        let mut w = std::io::BufWriter::new(file);
+        write(&mut w)?;
+        w.flush()
+    });
+    let done = written
+        .map_err(|e| ReportError::write(&tmp, e))
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| ReportError::write(path, e)));
+    if done.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    done
 }
 
 #[cfg(test)]

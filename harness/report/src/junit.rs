@@ -117,8 +117,8 @@ impl Reporter for JunitReporter {
             Event::TestFinished(r) => self.records.push(r.without_evidence()),
             Event::RunFinished { duration, .. } => {
                 let report = build(&self.units, &self.records, *duration);
-                write_atomically(&self.path, "junit.xml", |w| {
-                    report.serialize(w).map_err(|e| e.to_string())
+                write_atomically(&self.path, |w| {
+                    report.serialize(w).map_err(std::io::Error::other)
                 })?;
             }
             _ => {}

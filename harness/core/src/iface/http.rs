@@ -94,26 +94,25 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A verifier of the system's trusted roots, built once per process and shared by every unit's
 /// client: reading the system store per client cost more time than the exchange, and a copy
-/// of the store per unit was the largest allocation of a fleet run.
-fn system_verifier() -> Result<Arc<rustls::client::WebPkiServerVerifier>, HttpError> {
-    static VERIFIER: std::sync::OnceLock<
-        Result<Arc<rustls::client::WebPkiServerVerifier>, String>,
-    > = std::sync::OnceLock::new();
+/// of the store per unit was the largest allocation of a fleet run. `None` on a host without
+/// trusted roots (a minimal container): then only a board's own CAs are trusted.
+fn system_verifier() -> Option<Arc<rustls::client::WebPkiServerVerifier>> {
+    static VERIFIER: std::sync::OnceLock<Option<Arc<rustls::client::WebPkiServerVerifier>>> =
+        std::sync::OnceLock::new();
     VERIFIER
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
             for c in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(c);
             }
+            if roots.is_empty() {
+                return None;
+            }
             rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
-                .map_err(|e| e.to_string())
+                .ok()
         })
         .clone()
-        .map_err(|detail| HttpError::Tls {
-            path: PathBuf::from("the system's trusted certificates"),
-            detail,
-        })
 }
 
 /// Trusts a board's own CAs (a device's self-signed CA) as well as the system's roots, without
@@ -139,7 +138,18 @@ impl rustls::client::danger::ServerCertVerifier for BoardOrSystemRoots {
             .or_else(|board_err| {
                 self.system
                     .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-                    .map_err(|_| board_err)
+                    .map_err(|system_err| {
+                        // Not the board's CA at all: what the system's roots said is the reason
+                        // (a wrong name, an expired certificate), not "unknown issuer".
+                        let unknown = rustls::Error::InvalidCertificate(
+                            rustls::CertificateError::UnknownIssuer,
+                        );
+                        if board_err == unknown {
+                            system_err
+                        } else {
+                            board_err
+                        }
+                    })
             })
     }
 
@@ -169,7 +179,7 @@ impl rustls::client::danger::ServerCertVerifier for BoardOrSystemRoots {
 fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let system = system_verifier()?;
+    let system = system_verifier();
     let mut board_roots = rustls::RootCertStore::empty();
     for path in &opts.ca {
         let pem = read_pem(path)?;
@@ -199,7 +209,11 @@ fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
             detail: e.to_string(),
         })?;
     let builder = if opts.ca.is_empty() {
-        builder.with_webpki_verifier(system)
+        match system {
+            Some(system) => builder.with_webpki_verifier(system),
+            // No trusted root at all: plain HTTP works, every certificate is refused.
+            None => builder.with_root_certificates(rustls::RootCertStore::empty()),
+        }
     } else {
         let board = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(board_roots),
@@ -210,9 +224,12 @@ fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
             path: opts.ca.first().cloned().unwrap_or_default(),
             detail: e.to_string(),
         })?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(BoardOrSystemRoots { board, system }))
+        match system {
+            Some(system) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(BoardOrSystemRoots { board, system })),
+            None => builder.with_webpki_verifier(board),
+        }
     };
     let mut config = match &opts.client_cert {
         None => builder.with_no_client_auth(),

@@ -251,19 +251,13 @@ impl ModbusLink {
         transcript: Transcript,
     ) -> Result<ModbusLink, LinkError> {
         use tokio_serial::SerialPortBuilderExt;
-        let _guard = crate::emulator::SPAWN_LOCK
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        // Opened close-on-exec by serialport: no device process inherits it.
         let port = tokio_serial::new(path, baud)
             .open_native_async()
             .map_err(|e| LinkError::Open {
                 endpoint: path.to_string(),
                 detail: e.to_string(),
             })?;
-        super::serial::set_cloexec(&port).map_err(|e| LinkError::Open {
-            endpoint: path.to_string(),
-            detail: e.to_string(),
-        })?;
         transcript.note(format!(
             "{name}: opened Modbus RTU {path} at {baud} baud, unit {unit_id}"
         ));

@@ -13,6 +13,7 @@
 //! a console reopened after a broken link finds the port free.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd as _;
 use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
@@ -45,7 +46,7 @@ fn tty_error(e: &std::io::Error, writing: bool) -> LinkError {
         Some(Errno::PIPE) => LinkError::Closed(hangup_message("EPIPE")),
         Some(Errno::NXIO) => LinkError::Closed("the terminal is gone (ENXIO)".into()),
         Some(Errno::NODEV) => LinkError::Closed("the terminal is gone (ENODEV)".into()),
-        // serialport reports a POLLHUP before a write as a BrokenPipe error of its own.
+        // A hang-up seen before a write may come back as a BrokenPipe error of its own.
         _ if e.kind() == std::io::ErrorKind::BrokenPipe => {
             LinkError::Closed(hangup_message("EPIPE"))
         }
@@ -54,7 +55,6 @@ fn tty_error(e: &std::io::Error, writing: bool) -> LinkError {
     }
 }
 
-pub(crate) use super::set_cloexec;
 pub use super::LinkError;
 
 enum Chunk {
@@ -205,7 +205,13 @@ pub struct Console {
 impl Drop for Console {
     fn drop(&mut self) {
         if let Some(port) = self.tty_lock.as_mut() {
+            // Clear TIOCEXCL, then drop the advisory lock of the open file itself: the reader
+            // task's duplicate of it closes only when the task next runs, and a console
+            // reopened at once must be able to lock the port.
             let _ = port.set_exclusive(false);
+            // SAFETY: the descriptor belongs to `port`, alive for this call.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(port.as_raw_fd()) };
+            let _ = rustix::fs::flock(fd, rustix::fs::FlockOperation::Unlock);
         }
         // The reader task sees the channel closed and returns, dropping its half of the link.
         self.rx.close();
@@ -262,21 +268,14 @@ impl Console {
             endpoint: path.to_string(),
             detail,
         };
-        let (lock, io) = {
-            // serialport opens without O_CLOEXEC: a device process spawned meanwhile would
-            // inherit the tty and its lock. Opening and marking close-on-exec happen under the
-            // same lock that spawning takes.
-            let _guard = super::SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            let lock = serialport::new(path, baud)
-                .open_native()
-                .map_err(|e| open_err(e.to_string()))?;
-            set_cloexec(&lock).map_err(|e| open_err(e.to_string()))?;
-            let io = lock
-                .try_clone_native()
-                .map_err(|e| open_err(e.to_string()))?;
-            set_cloexec(&io).map_err(|e| open_err(e.to_string()))?;
-            (lock, io)
-        };
+        // serialport opens close-on-exec (and duplicates so): no device process spawned
+        // meanwhile inherits the tty or its lock.
+        let lock = serialport::new(path, baud)
+            .open_native()
+            .map_err(|e| open_err(e.to_string()))?;
+        let io = lock
+            .try_clone_native()
+            .map_err(|e| open_err(e.to_string()))?;
         // Non-blocking, registered with the reactor.
         let stream =
             tokio_serial::SerialStream::try_from(io).map_err(|e| open_err(e.to_string()))?;
@@ -344,6 +343,8 @@ impl Console {
             let mut buf = vec![0u8; CHUNK];
             loop {
                 tokio::select! {
+                    // A console dropped while bytes arrive: stop rather than read them.
+                    biased;
                     _ = tx.closed() => return,
                     res = r.read(&mut buf) => match res {
                         Ok(0) => { let _ = tx.send(Chunk::Closed(kind.eof())).await; return; }
@@ -466,9 +467,16 @@ impl Console {
                 "a previous write did not finish; reopen the console".into(),
             ));
         };
+        let kind = self.kind;
         let res = tokio::time::timeout(timeout, async {
             w.write_all(bytes).await?;
-            w.flush().await
+            // A tty's flush is tcdrain, which blocks the runtime thread until the UART has
+            // sent everything (for ever under stalled flow control) and cannot be timed out;
+            // the bytes are the kernel's once written.
+            if kind == LinkKind::Stream {
+                w.flush().await?;
+            }
+            Ok::<(), std::io::Error>(())
         })
         .await;
         self.writer = Some(w);
