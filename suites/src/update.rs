@@ -535,6 +535,13 @@ impl RejectsMutation {
             Ok(v) => v,
             Err(e) => return Ok(Outcome::inconclusive(e.to_string())),
         };
+        if self.kind == MutationKind::Rollback && before.next_lower().is_none() {
+            // Without a lower version the image would carry the running one, which a unit
+            // with downgrade protection rightly takes: nothing to judge.
+            return Ok(Outcome::inconclusive(format!(
+                "the unit runs {before}: there is no lower version to roll back to"
+            )));
+        }
         let size = size_of(&dev.model);
         let (genuine, newer) = match genuine_newer(&src, before, size, 2) {
             Ok(x) => x,
@@ -572,13 +579,6 @@ impl RejectsMutation {
             },
             _ => MutationInputs::default(),
         };
-        if self.kind == MutationKind::Rollback && before.next_lower().is_none() {
-            // Without a lower version the image would carry the running one, which a unit
-            // with downgrade protection rightly takes: nothing to judge.
-            return Ok(Outcome::inconclusive(format!(
-                "the unit runs {before}: there is no lower version to roll back to"
-            )));
-        }
         let image = match mutate(self.kind, &genuine, &inputs) {
             Ok(i) => i,
             Err(e) => {
