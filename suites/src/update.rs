@@ -265,6 +265,39 @@ async fn running_version(dev: &mut Device) -> Result<Result<Version, VersionErro
         }))
 }
 
+/// The action that reads the installed image below the firmware (through a debug port), when
+/// the board defines it: what the unit holds, not what it says.
+pub const INSTALLED_IMAGE_ACTION: &str = "read_installed_image";
+
+/// What `read_installed_image` captured, as one comparable text (`None` when the board does
+/// not define the action).
+async fn installed_image(dev: &mut Device) -> Option<Result<String, ActionError>> {
+    if !dev.has_action(INSTALLED_IMAGE_ACTION) {
+        return None;
+    }
+    Some(
+        dev.run_action(INSTALLED_IMAGE_ACTION, &[])
+            .await
+            .map(|out| {
+                out.captures
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+    )
+}
+
+/// What reading the installed image again after a push showed.
+enum SlotCheck {
+    /// The board reads no installed image.
+    NotDeclared,
+    Unchanged,
+    /// It changed: the image was installed (the message says how).
+    Changed(String),
+    Unreadable(String),
+}
+
 /// Pushes an image; `Ok(None)` when accepted, `Ok(Some(answer))` when refused.
 async fn push(dev: &mut Device, image: Vec<u8>) -> Result<Option<String>, ActionError> {
     let action = dev
@@ -588,6 +621,17 @@ impl RejectsMutation {
                 )))
             }
         };
+        // Where the board reads the installed image below the firmware, read it before the
+        // push: a refusal only counts if the image in the slot did not change.
+        let slot_before = match installed_image(dev).await {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                return Ok(Outcome::error(format!(
+                    "cannot read the installed image through {INSTALLED_IMAGE_ACTION} before the push: {e}"
+                )))
+            }
+        };
         dev.note(format!(
             "running {before}; pushing a {} variant of a genuine {newer} image ({} bytes): {}",
             self.kind,
@@ -627,7 +671,39 @@ impl RejectsMutation {
             }
             Err(e) => return Err(e),
         };
+        // The slot, read again below the firmware.
+        let slot = match slot_before {
+            None => SlotCheck::NotDeclared,
+            Some(b) => match installed_image(dev).await {
+                Some(Ok(a)) if a == b => SlotCheck::Unchanged,
+                Some(Ok(a)) => {
+                    let msg = format!(
+                        "the installed image changed after the {} image was pushed (read through {INSTALLED_IMAGE_ACTION}, below the firmware): before {b}, after {a}",
+                        self.kind
+                    );
+                    dev.confirm_finding(msg.clone());
+                    SlotCheck::Changed(msg)
+                }
+                Some(Err(e)) => SlotCheck::Unreadable(e.to_string()),
+                None => SlotCheck::NotDeclared,
+            },
+        };
         let changed = !after.cmp_without_build(&before).is_eq();
+        if let SlotCheck::Changed(msg) = slot {
+            return Ok(Outcome::fail(msg));
+        }
+        if let (SlotCheck::Unreadable(e), false, Some(Some(_)) | None) = (&slot, changed, &answer) {
+            return Ok(Outcome::error(format!(
+                "the unit refused the {} image, but the installed image could not be read again through {INSTALLED_IMAGE_ACTION} to confirm it was not installed: {e}",
+                self.kind
+            )));
+        }
+        let slot_note = match slot {
+            SlotCheck::Unchanged => {
+                "; the installed image, read through the debug port, is unchanged"
+            }
+            _ => "",
+        };
         if changed {
             dev.confirm_finding(format!(
                 "the unit installed the {} image: it ran {before} and now runs {after}",
@@ -644,10 +720,10 @@ impl RejectsMutation {
                 self.kind
             )),
             (Some(Some(a)), false) => Outcome::pass(format!(
-                "refused ({a:?}); still runs {after} and answers"
+                "refused ({a:?}); still runs {after} and answers{slot_note}"
             )),
             (None, false) => Outcome::pass(format!(
-                "no acknowledgement of the {} image; still runs {after} and answers",
+                "no acknowledgement of the {} image; still runs {after} and answers{slot_note}",
                 self.kind
             )),
         })

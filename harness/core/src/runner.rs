@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::board::{Board, Model, Unit};
 use crate::device::Device;
-use crate::emulator::{self, RunningEmulator};
+use crate::emulator::{self, EmulatorHandle};
 use crate::event::{rfc3339, Event, ModelFinding, TestRecord, UnitInfo};
 use crate::secret::Redactor;
 use crate::test::{settle, Outcome, Scope, Suite, Test, Verdict};
@@ -170,7 +170,7 @@ pub async fn run(
 struct UnitState {
     unit: Unit,
     device: Option<Device>,
-    emulator: Option<RunningEmulator>,
+    emulator: Option<EmulatorHandle>,
     start_error: Option<String>,
     /// Why the unit's tests could not run (did not start, wrong unit, unreachable, exited):
     /// its per-model records are `error` with this reason, and the model is judged without it.
@@ -225,7 +225,7 @@ async fn run_model_group(
     let stops = states.into_iter().map(|s| async move {
         drop(s.device);
         if let Some(e) = s.emulator {
-            e.stop().await;
+            e.lock().await.stop().await;
         }
         s.unit.name
     });
@@ -318,24 +318,21 @@ async fn run_unit_phase(
         return state;
     }
 
-    // Bring the unit up: start its emulator, if any.
-    let mut emulator_vars = BTreeMap::new();
-    if let Some(e) = &model.emulator {
-        let probe = Device::new(unit.clone(), model.clone(), &BTreeMap::new(), &ctx.cfg.env);
-        let started = tokio::select! {
-            r = emulator::start(e, probe.globals()) => Some(r),
-            _ = ctx.cancel.cancelled() => None,
-        };
-        match started {
-            Some(Ok(em)) => {
-                emulator_vars = em.vars.clone();
-                state.emulator = Some(em);
-            }
-            Some(Err(err)) => state.start_error = Some(probe.redactor().redact(&err.to_string())),
-            None => return state,
+    // Bring the unit up: choose its ports, start its emulator, if any.
+    let started = tokio::select! {
+        r = emulator::start_unit(unit.clone(), model.clone(), &ctx.cfg.env) => r,
+        _ = ctx.cancel.cancelled() => return state,
+    };
+    let mut dev = match started {
+        Ok(s) => {
+            state.emulator = s.emulator;
+            s.device
         }
-    }
-    let mut dev = Device::new(unit.clone(), model.clone(), &emulator_vars, &ctx.cfg.env);
+        Err((probe, err)) => {
+            state.start_error = Some(probe.redactor().redact(&err.to_string()));
+            probe
+        }
+    };
 
     // Why the unit's remaining tests cannot run, once that is known (it did not start, it is
     // not the unit the board file describes, its link cannot be opened, its process exited),
@@ -427,13 +424,20 @@ async fn run_unit_phase(
             },
         };
         let mut end = dev.take_end_state();
-        end.exited = state.emulator.as_mut().and_then(|e| e.exited());
+        end.exited = match &state.emulator {
+            Some(e) => e.lock().await.exited(),
+            None => None,
+        };
         let outcome = settle(outcome, &end);
-        let outcome = annotate_exit(outcome, &mut state.emulator).await;
-        let exited = state.emulator.as_mut().and_then(|em| {
-            em.exited()
-                .map(|st| (st, em.tail().lines().last().unwrap_or("").to_string()))
-        });
+        let outcome = annotate_exit(outcome, state.emulator.as_ref()).await;
+        let exited = match &state.emulator {
+            Some(em) => {
+                let mut em = em.lock().await;
+                em.exited()
+                    .map(|st| (st, em.tail().lines().last().unwrap_or("").to_string()))
+            }
+            None => None,
+        };
         if wrong_unit.is_some() {
             // Blocked above, with the identity exchange as evidence.
         } else if let Some((st, last)) = exited {
@@ -652,13 +656,14 @@ async fn recover(dev: &mut Device, cancel: &CancellationToken) -> Result<(), Rec
 
 /// A unit whose process died explains many errors at once: say so. A link that broke because
 /// the process is exiting is noticed before the process is reaped, so wait a moment for it.
-async fn annotate_exit(o: Outcome, em: &mut Option<RunningEmulator>) -> Outcome {
+async fn annotate_exit(o: Outcome, em: Option<&EmulatorHandle>) -> Outcome {
     if o.verdict != Verdict::Error {
         return o;
     }
-    let Some(e) = em.as_mut() else {
+    let Some(e) = em else {
         return o;
     };
+    let mut e = e.lock().await;
     let deadline = Instant::now() + Duration::from_millis(250);
     let status = loop {
         if let Some(st) = e.exited() {

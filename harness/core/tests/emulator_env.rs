@@ -38,7 +38,7 @@ password = {{ value = "{SECRET}" }}
     let unit = board.units[0].clone();
     let emulator = board.model.emulator.clone().expect("emulator");
     let dev = Device::new(unit, board.model, &BTreeMap::new(), &RunEnv::default());
-    let running = hilsec_core::emulator::start(&emulator, dev.globals())
+    let mut running = hilsec_core::emulator::start(&emulator, dev.globals(), None)
         .await
         .expect("emulator starts");
     let pid = running.vars.get("pid").cloned().expect("pid capture");

@@ -21,8 +21,10 @@ use super::steps::build_step;
 use super::values::{parse_duration, parse_template, regex_error};
 use super::vars::check_global_var;
 use super::{
-    Action, Declarations, DisclosureDeclarations, Emulator, EmulatorKind, Model, UpdateDeclarations,
+    Action, Declarations, DisclosureDeclarations, EmulatedSystem, Emulator, EmulatorKind, LoadData,
+    MemoryLoad, Model, Step, UpdateDeclarations,
 };
+use crate::template::Template;
 
 /// `lockout_after`, `lockout_window` and `max_guess_rate` of `[declarations]`, checked.
 fn lockout_declarations(
@@ -121,7 +123,7 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
     let emulator = raw
         .emulator
         .as_ref()
-        .and_then(|e| build_emulator(e, d, &mut emulator_vars));
+        .and_then(|e| build_emulator(e, raw, d, &mut emulator_vars));
 
     // Interfaces.
     let interfaces = build_interfaces(path, raw, d, &emulator_vars);
@@ -221,7 +223,7 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
     }
     check_calls(d, raw, &actions);
 
-    Some(Model {
+    let mut m = Model {
         name: model.name.clone(),
         manufacturer: model.manufacturer.clone(),
         source: path.to_path_buf(),
@@ -230,13 +232,37 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
         emulator,
         interfaces,
         actions,
-    })
+    };
+    let ports = used_ports(&m);
+    match &mut m.emulator {
+        Some(e) => {
+            e.ports = ports;
+            if let Some(EmulatedSystem::Qemu { .. } | EmulatedSystem::Renode { .. }) = &e.system {
+                // The ports of the command line hilsec writes.
+                e.ports.extend(["serial", "gdb"].map(str::to_string));
+                e.ports.insert(
+                    if e.kind == EmulatorKind::Qemu { "qmp" } else { "monitor" }.to_string(),
+                );
+            }
+        }
+        None => {
+            if let Some(p) = ports.first() {
+                d.at(
+                    Some(0..0),
+                    format!("{{port.{p}}} is used, but only an emulated unit has ports hilsec picks"),
+                    Some("add an [emulator] section, or write the address the unit listens on"),
+                );
+            }
+        }
+    }
+    Some(m)
 }
 
 /// `[emulator]`: how to start an emulated unit. The named captures of its `ready` regex are
 /// added to `emulator_vars` (they become `{emulator.NAME}` for interfaces and steps).
 fn build_emulator(
     e: &Spanned<EmulatorSection>,
+    raw: &RawBoardFile,
     d: &mut Diag,
     emulator_vars: &mut BTreeSet<String>,
 ) -> Option<Emulator> {
@@ -272,21 +298,23 @@ fn build_emulator(
             None,
         );
     }
-    let ready = match regex::Regex::new(e.ready.get_ref()) {
-        Ok(r) => r,
-        Err(err) => {
-            d.at(
-                Some(e.ready.span()),
-                format!(
-                    "invalid regex in `ready`: {}",
-                    regex_error(&err)
-                ),
-                Some("board regexes use Rust regex syntax; write them in single-quoted TOML strings so backslashes stay as written"),
-            );
-            return None;
-        }
+    let ready = match &e.ready {
+        None => None,
+        Some(src) => match regex::Regex::new(src.get_ref()) {
+            Ok(r) => Some(r),
+            Err(err) => {
+                d.at(
+                    Some(src.span()),
+                    format!("invalid regex in `ready`: {}", regex_error(&err)),
+                    Some("board regexes use Rust regex syntax; write them in single-quoted TOML strings so backslashes stay as written"),
+                );
+                return None;
+            }
+        },
     };
-    emulator_vars.extend(ready.capture_names().flatten().map(str::to_string));
+    if let Some(r) = &ready {
+        emulator_vars.extend(r.capture_names().flatten().map(str::to_string));
+    }
     let ready_timeout = match &e.ready_timeout {
         Some(t) => parse_duration(d, t)?,
         None => Duration::from_secs(20),
@@ -337,14 +365,203 @@ fn build_emulator(
             env.push((k.clone(), t));
         }
     }
+    let ready_tcp = e
+        .ready_tcp
+        .as_ref()
+        .and_then(|t| emulator_template(d, "ready_tcp", t, false));
+    let console = e.console.as_ref().map(|c| c.get_ref().clone());
+    if let Some(c) = &e.console {
+        match raw.interfaces.get(c.get_ref()) {
+            None => d.at(
+                Some(c.span()),
+                missing_iface_msg(c.get_ref(), raw),
+                Some("`console` names a serial interface with `tcp`, connected as soon as the emulator listens"),
+            ),
+            Some(i) if i.get_ref().kind.get_ref() != "serial" || i.get_ref().tcp.is_none() => d.at(
+                Some(c.span()),
+                format!("`console` {:?} must be a serial interface over TCP (`tcp = \"127.0.0.1:{{port.serial}}\"`)", c.get_ref()),
+                None,
+            ),
+            Some(_) => {}
+        }
+    }
+    // The keys of a machine hilsec starts itself.
+    let only = |d: &mut Diag, key: &str, v: Option<std::ops::Range<usize>>, ok: bool, who: &str| {
+        if let (Some(at), false) = (v, ok) {
+            d.at(Some(at), format!("emulator kind {:?} does not take `{key}`", e.kind.get_ref()), Some(who));
+        }
+    };
+    let is_qemu = kind == EmulatorKind::Qemu;
+    let is_renode = kind == EmulatorKind::Renode;
+    only(d, "machine", e.machine.as_ref().map(|m| m.span()), is_qemu, "`machine` is for kind = \"qemu\"");
+    only(d, "platform", e.platform.as_ref().map(|m| m.span()), is_renode, "`platform` is for kind = \"renode\"");
+    only(d, "uart", e.uart.as_ref().map(|m| m.span()), is_renode, "`uart` is for kind = \"renode\"");
+    only(d, "firmware", e.firmware.as_ref().map(|m| m.span()), is_qemu || is_renode, "`firmware` is for kind = \"qemu\" or \"renode\"");
+    only(d, "load", e.load.first().map(|m| m.span()), is_qemu || is_renode, "`load` is for kind = \"qemu\" or \"renode\"");
+    let firmware = e
+        .firmware
+        .as_ref()
+        .and_then(|f| emulator_template(d, "firmware", f, false));
+    let system = match (kind, &e.machine, &e.platform) {
+        (EmulatorKind::Qemu, Some(m), _) => match firmware.clone() {
+            Some(firmware) => Some(EmulatedSystem::Qemu {
+                machine: m.get_ref().clone(),
+                firmware,
+            }),
+            None => {
+                d.at(Some(m.span()), "a qemu `machine` needs `firmware` (the image to run, e.g. an ELF)", Some("add firmware = \"{board.dir}/firmware.elf\""));
+                None
+            }
+        },
+        (EmulatorKind::Renode, _, Some(p)) => {
+            let platform = emulator_template(d, "platform", p, false);
+            match (platform, firmware.clone()) {
+                (Some(platform), Some(firmware)) => Some(EmulatedSystem::Renode {
+                    platform,
+                    firmware,
+                    uart: e
+                        .uart
+                        .as_ref()
+                        .map_or_else(|| "sysbus.usart1".to_string(), |u| u.get_ref().clone()),
+                }),
+                (_, None) => {
+                    d.at(Some(p.span()), "a renode `platform` needs `firmware` (the ELF to load)", Some("add firmware = \"{board.dir}/firmware.elf\""));
+                    None
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if system.is_none() && (is_qemu || is_renode) && firmware.is_some() {
+        d.at(
+            e.firmware.as_ref().map(|f| f.span()),
+            if is_qemu {
+                "`firmware` needs `machine` (hilsec then writes the QEMU command line)"
+            } else {
+                "`firmware` needs `platform` (hilsec then writes the Renode script)"
+            },
+            Some("or leave both out and write the command line in `args`"),
+        );
+    }
+    let mut load = Vec::new();
+    for l in &e.load {
+        let lr = l.get_ref();
+        let address = match parse_address(lr.address.get_ref()) {
+            Some(a) => a,
+            None => {
+                d.at(
+                    Some(lr.address.span()),
+                    format!("{:?} is not an address", lr.address.get_ref()),
+                    Some("write it in hex, e.g. \"0x2001f000\""),
+                );
+                continue;
+            }
+        };
+        let data = match (&lr.text, &lr.file) {
+            (Some(t), None) => emulator_template(d, "load text", t, true).map(LoadData::Text),
+            (None, Some(f)) => emulator_template(d, "load file", f, false).map(LoadData::File),
+            _ => {
+                d.at(
+                    Some(l.span()),
+                    "a `load` entry needs exactly one of `text` or `file`",
+                    None,
+                );
+                None
+            }
+        };
+        if let Some(data) = data {
+            load.push(MemoryLoad { address, data });
+        }
+    }
+    // When is the unit up? A machine hilsec starts itself is up when its console accepts.
+    let console = console.or_else(|| {
+        system.as_ref().and_then(|_| {
+            default_console(raw)
+        })
+    });
+    if ready.is_none() && ready_tcp.is_none() && console.is_none() {
+        d.at(
+            Some(span.clone()),
+            "the emulator needs a way to tell it is ready: `ready` (a regex on its output), `ready_tcp` (an address that accepts) or `console` (a TCP serial interface connected at start)",
+            Some("e.g. console = \"console\" with [interfaces.console] tcp = \"127.0.0.1:{port.serial}\""),
+        );
+    }
     Some(Emulator {
         kind,
         command,
         args,
         env,
         ready,
+        ready_tcp,
+        console,
         ready_timeout,
+        system,
+        load,
+        ports: BTreeSet::new(),
     })
+}
+
+/// The first serial-over-TCP interface of the file, the console of a machine hilsec starts.
+fn default_console(raw: &RawBoardFile) -> Option<String> {
+    raw.interfaces
+        .iter()
+        .filter(|(_, i)| i.get_ref().kind.get_ref() == "serial" && i.get_ref().tcp.is_some())
+        .min_by_key(|(_, i)| i.span().start)
+        .map(|(n, _)| n.clone())
+}
+
+/// "0x2001f000" or "536998912".
+fn parse_address(s: &str) -> Option<u64> {
+    let s = s.trim().replace('_', "");
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Every `{port.NAME}` a model's templates use.
+fn used_ports(m: &Model) -> BTreeSet<String> {
+    fn steps<'a>(out: &mut Vec<&'a Template>, ss: &'a [Step]) {
+        for s in ss {
+            out.extend(s.templates());
+            steps(out, s.nested());
+        }
+    }
+    let mut ts: Vec<&Template> = Vec::new();
+    if let Some(e) = &m.emulator {
+        ts.extend(e.args.iter());
+        ts.extend(e.env.iter().map(|(_, t)| t));
+        ts.extend(e.ready_tcp.iter());
+        for l in &e.load {
+            match &l.data {
+                LoadData::Text(t) | LoadData::File(t) => ts.push(t),
+            }
+        }
+        match &e.system {
+            Some(EmulatedSystem::Qemu { firmware, .. }) => ts.push(firmware),
+            Some(EmulatedSystem::Renode { platform, firmware, .. }) => {
+                ts.push(platform);
+                ts.push(firmware);
+            }
+            None => {}
+        }
+    }
+    for i in m.interfaces.values() {
+        ts.extend(i.templates());
+    }
+    for a in m.actions.values() {
+        steps(&mut ts, &a.steps);
+        steps(&mut ts, &a.cleanup);
+    }
+    if let Some(dd) = &m.declarations.disclosure {
+        ts.extend(dd.templates());
+    }
+    ts.iter()
+        .flat_map(|t| t.vars())
+        .filter_map(|v| v.strip_prefix("port."))
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::model::{InterfaceSection, RawBoardFile};
 use super::values::{parse_duration, parse_template};
 use super::vars::check_global_var;
 use super::{
-    HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
+    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
     SerialSpec, TlsFiles, DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
@@ -100,6 +100,24 @@ pub(crate) fn build_interfaces(
                     Some("add e.g. address = \"127.0.0.1:502\""),
                 ),
             },
+            "gdb" => match &i.address {
+                Some(a) => {
+                    if let Some(address) = tmpl(d, a) {
+                        let spec = GdbSpec {
+                            address,
+                            reset_command: i.reset_command.as_ref().map(|r| r.get_ref().clone()),
+                            running: i.running.as_ref().is_none_or(|r| *r.get_ref()),
+                            timeout,
+                        };
+                        interfaces.insert(name.clone(), Interface::Gdb(spec));
+                    }
+                }
+                None => d.at(
+                    Some(span),
+                    format!("gdb interface {name:?} needs `address` (host:port of the GDB server)"),
+                    Some("add e.g. address = \"127.0.0.1:{port.gdb}\" (QEMU, Renode) or \"127.0.0.1:3333\" (OpenOCD)"),
+                ),
+            },
             "modbus-rtu" => {
                 let what = format!("modbus-rtu interface {name:?} (RTU over TCP with `tcp`)");
                 if let Some(endpoint) = serial_endpoint(d, i, span, &what, &tmpl) {
@@ -115,7 +133,7 @@ pub(crate) fn build_interfaces(
             other => d.at(
                 Some(i.kind.span()),
                 format!("unknown interface kind {other:?} for interface {name:?}"),
-                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\""),
+                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\", \"gdb\" (a debug port)"),
             ),
         }
     }
@@ -281,7 +299,13 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
         ("ca", span(&i.ca), mqtt || kind == "http"),
         ("cert", span(&i.cert), mqtt),
         ("key", span(&i.key), mqtt),
-        ("address", span(&i.address), kind == "modbus-tcp"),
+        (
+            "address",
+            span(&i.address),
+            kind == "modbus-tcp" || kind == "gdb",
+        ),
+        ("reset_command", span(&i.reset_command), kind == "gdb"),
+        ("running", i.running.as_ref().map(|v| v.span()), kind == "gdb"),
         (
             "unit_id",
             i.unit_id.as_ref().map(|v| v.span()),

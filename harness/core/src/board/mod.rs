@@ -146,8 +146,49 @@ pub struct Emulator {
     pub args: Vec<Template>,
     /// Environment of the process (name, template), in file order; may carry secrets.
     pub env: Vec<(String, Template)>,
-    pub ready: regex::Regex,
+    /// A line of its output that says it is up (named captures become `{emulator.NAME}`).
+    pub ready: Option<regex::Regex>,
+    /// Up when this address accepts a TCP connection.
+    pub ready_tcp: Option<Template>,
+    /// A serial-over-TCP interface connected at start and kept (boot output is evidence).
+    pub console: Option<String>,
     pub ready_timeout: Duration,
+    /// What hilsec writes the command line from, for `qemu` and `renode` with a machine or
+    /// platform; `None` when the board writes the command line itself (`args`).
+    pub system: Option<EmulatedSystem>,
+    /// Data placed in memory at start.
+    pub load: Vec<MemoryLoad>,
+    /// Every `{port.NAME}` the model uses (its emulator, interfaces, steps, declarations): one
+    /// free loopback port per name and unit, chosen before the emulator starts.
+    pub ports: std::collections::BTreeSet<String>,
+}
+
+/// An emulated machine hilsec starts itself (it writes the emulator's command line).
+#[derive(Debug, Clone)]
+pub enum EmulatedSystem {
+    /// `qemu-system-*`: machine (`-M`) and firmware (`-kernel`).
+    Qemu { machine: String, firmware: Template },
+    /// Renode: platform description, firmware ELF and the UART on `{port.serial}`.
+    Renode {
+        platform: Template,
+        firmware: Template,
+        uart: String,
+    },
+}
+
+/// Bytes placed at `address` when the emulated unit starts.
+#[derive(Debug, Clone)]
+pub struct MemoryLoad {
+    pub address: u64,
+    pub data: LoadData,
+}
+
+#[derive(Debug, Clone)]
+pub enum LoadData {
+    /// Rendered text plus a NUL byte (may carry secrets).
+    Text(Template),
+    /// A file's bytes (templated path).
+    File(Template),
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +198,20 @@ pub enum Interface {
     ModbusTcp(ModbusTcpSpec),
     ModbusRtu(ModbusRtuSpec),
     Http(HttpSpec),
+    Gdb(GdbSpec),
+}
+
+/// A debug port speaking the GDB remote serial protocol (QEMU, Renode, OpenOCD, pyOCD,
+/// J-Link GDB server, probe-rs).
+#[derive(Debug, Clone)]
+pub struct GdbSpec {
+    /// `host:port` (templated), e.g. `127.0.0.1:{port.gdb}`.
+    pub address: Template,
+    /// The stub's monitor command that resets the target, if it has one.
+    pub reset_command: Option<String>,
+    /// The target runs when attached (resume it after attaching).
+    pub running: bool,
+    pub timeout: Duration,
 }
 
 /// An HTTP(S) surface of the unit (web UI, REST API).
@@ -175,6 +230,7 @@ impl Interface {
             Interface::ModbusTcp(m) => m.timeout,
             Interface::ModbusRtu(m) => m.timeout,
             Interface::Http(h) => h.timeout,
+            Interface::Gdb(g) => g.timeout,
         }
     }
 
@@ -186,6 +242,7 @@ impl Interface {
             Interface::ModbusTcp(_) => "modbus-tcp",
             Interface::ModbusRtu(_) => "modbus-rtu",
             Interface::Http(_) => "http",
+            Interface::Gdb(_) => "gdb",
         }
     }
 
@@ -206,6 +263,7 @@ impl Interface {
             Interface::ModbusTcp(m) => vec![&m.address],
             Interface::ModbusRtu(m) => vec![m.endpoint.template()],
             Interface::Http(h) => h.ca.iter().collect(),
+            Interface::Gdb(g) => vec![&g.address],
         }
     }
 }
@@ -360,6 +418,50 @@ pub enum Step {
         accept: Option<Regex>,
         reject: Option<Regex>,
     },
+    /// Debug port: read `length` bytes at `address`; the hex text is matched and captured.
+    ReadMemory {
+        on: String,
+        address: Template,
+        length: usize,
+        pattern: Option<Regex>,
+        reject: Option<Regex>,
+        capture: Option<String>,
+        timeout: Duration,
+    },
+    /// Debug port: write the bytes of the hex text `data` at `address`.
+    WriteMemory {
+        on: String,
+        address: Template,
+        data: Template,
+        timeout: Duration,
+    },
+    /// Debug port: halt, resume or reset the processor.
+    Debug {
+        on: String,
+        op: DebugOp,
+        timeout: Duration,
+    },
+    /// The emulated unit: warm reset or power cycle.
+    Emulator(EmulatorOp),
+}
+
+/// Most bytes one `read_memory` step reads.
+pub const MAX_DEBUG_ACCESS: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugOp {
+    Halt,
+    Resume,
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmulatorOp {
+    /// Warm reset: the CPU and devices restart, memory is kept (QMP `system_reset`, Renode
+    /// `machine Reset`).
+    Reset,
+    /// The emulator is stopped and started again: memory starts from zero.
+    PowerCycle,
 }
 
 impl Step {
@@ -405,6 +507,8 @@ impl Step {
                 values: Body::Text(ts),
                 ..
             } => ts.iter().collect(),
+            Step::ReadMemory { address, .. } => vec![address],
+            Step::WriteMemory { address, data, .. } => vec![address, data],
             _ => Vec::new(),
         }
     }

@@ -141,9 +141,43 @@ pub struct EmulatorSection {
     pub env: BTreeMap<String, Spanned<String>>,
     /// Regex matched against the emulator's standard output and standard error; its named
     /// captures become `{emulator.NAME}` variables (e.g. the pseudo-terminal it created).
-    pub ready: Spanned<String>,
-    /// How long to wait for `ready` (default "20s").
+    /// Optional when `ready_tcp` or `console` says when the unit is up.
+    pub ready: Option<Spanned<String>>,
+    /// Ready when this `host:port` (templated, e.g. `127.0.0.1:{port.ssh}`) accepts a TCP
+    /// connection (the probe connection is closed again).
+    pub ready_tcp: Option<Spanned<String>>,
+    /// A serial interface over TCP that is connected as soon as the emulator listens, and kept:
+    /// the unit is ready when it accepts, and its boot output is in the evidence (QEMU with
+    /// `server=on,wait=on` waits for this connection before the CPU starts).
+    pub console: Option<Spanned<String>>,
+    /// How long to wait until the unit is ready (default "20s").
     pub ready_timeout: Option<Spanned<String>>,
+    /// qemu: the machine (`-M`), e.g. "netduinoplus2". With it, hilsec writes the command
+    /// line: UART 0 on `{port.serial}`, GDB stub on `{port.gdb}`, QMP on `{port.qmp}`.
+    pub machine: Option<Spanned<String>>,
+    /// qemu and renode: the firmware image (ELF), templated, e.g. "{board.dir}/fw.elf".
+    pub firmware: Option<Spanned<String>>,
+    /// renode: the platform description: a Renode path (`@platforms/...`) or a .repl file.
+    pub platform: Option<Spanned<String>>,
+    /// renode: the UART peripheral wired to `{port.serial}` (default "sysbus.usart1").
+    pub uart: Option<Spanned<String>>,
+    /// qemu and renode: data placed in the emulated memory at start (per-unit identity,
+    /// passwords): QEMU's generic loader, Renode's `sysbus LoadBinary`.
+    #[serde(default)]
+    pub load: Vec<Spanned<LoadSection>>,
+}
+
+/// Bytes placed in an emulated unit's memory when it starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSection {
+    /// Where, e.g. "0x2001f000".
+    pub address: Spanned<String>,
+    /// Text (templated; may use `{secret.password}`: it goes into a file only the harness's
+    /// user can read, never on a command line); a NUL byte is appended.
+    pub text: Option<Spanned<String>>,
+    /// Or a file's bytes (templated path).
+    pub file: Option<Spanned<String>>,
 }
 
 /// One connection to the unit. Fields not used by a kind are rejected at validation.
@@ -179,6 +213,12 @@ pub struct InterfaceSection {
     pub address: Option<Spanned<String>>,
     /// modbus: unit (slave) id, default 1.
     pub unit_id: Option<Spanned<u8>>,
+    /// gdb: the stub's monitor command that resets the target (`qRcmd`), e.g. "system_reset"
+    /// (QEMU), "reset halt" (OpenOCD); without it the `reset` debug step is refused.
+    pub reset_command: Option<Spanned<String>>,
+    /// gdb: whether the target runs when the harness attaches (default true: it is resumed
+    /// after attaching, since stubs halt the target on attach).
+    pub running: Option<Spanned<bool>>,
 }
 
 /// A named device operation the suites rely on, as a recipe of steps.
@@ -274,6 +314,17 @@ pub struct StepSection {
     /// HTTP: GET this URL (templated) on an `http` interface; `expect`/`reject` are matched
     /// against `HTTP <status>` followed by a newline and the body.
     pub get: Option<Spanned<String>>,
+    /// Debug port: read `length` bytes at this address (templated, e.g. "0x20010000"); the
+    /// bytes as hex are matched against `expect`/`reject` and captured as `capture`.
+    pub read_memory: Option<Spanned<String>>,
+    pub length: Option<Spanned<usize>>,
+    /// Debug port: write `value` (hex bytes, templated) at this address.
+    pub write_memory: Option<Spanned<String>>,
+    /// Debug port: `halt`, `resume` or `reset`.
+    pub debug: Option<Spanned<String>>,
+    /// The emulated unit: `reset` (warm: QMP `system_reset`, Renode `machine Reset`) or
+    /// `power_cycle` (the emulator is stopped and started again).
+    pub emulator: Option<Spanned<String>>,
     /// HTTP basic auth user and password (templated) for `get`.
     pub user: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,

@@ -19,7 +19,8 @@ use super::model::{RawBoardFile, StepSection};
 use super::values::{compile_bytes_regex, parse_duration, parse_template};
 use super::vars::{check_global_var, chunk_vars, identify_fields, param_fields};
 use super::{
-    Body, ChunkEncoding, Interface, ModbusTable, ModbusWriteTarget, Step, DEFAULT_STEP_TIMEOUT,
+    Body, ChunkEncoding, DebugOp, EmulatorOp, Interface, ModbusTable, ModbusWriteTarget, Step,
+    DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -41,12 +42,20 @@ const VERBS: &[&str] = &[
     "write_coil",
     "identify",
     "get",
+    "read_memory",
+    "write_memory",
+    "debug",
+    "emulator",
 ];
 
 fn verbs_of(s: &StepSection) -> Vec<&'static str> {
     let present = [
         s.send.is_some(),
-        s.expect.is_some() && s.await_topic.is_none() && !is_modbus_read(s) && s.get.is_none(),
+        s.expect.is_some()
+            && s.await_topic.is_none()
+            && !is_modbus_read(s)
+            && s.get.is_none()
+            && s.read_memory.is_none(),
         s.wait.is_some(),
         s.call.is_some(),
         s.chunks.is_some(),
@@ -61,6 +70,10 @@ fn verbs_of(s: &StepSection) -> Vec<&'static str> {
         s.write_coil.is_some(),
         s.identify.is_some(),
         s.get.is_some(),
+        s.read_memory.is_some(),
+        s.write_memory.is_some(),
+        s.debug.is_some(),
+        s.emulator.is_some(),
     ];
     VERBS
         .iter()
@@ -124,12 +137,17 @@ pub(crate) fn build_step(
         (
             "reject",
             s.reject.as_ref().map(|a| a.span()),
-            takes_outcomes,
+            takes_outcomes || verb == "read_memory",
         ),
         (
             "timeout",
             s.timeout.as_ref().map(|a| a.span()),
-            !matches!(verb, "wait" | "call" | "chunks" | "publish" | "get"),
+            !matches!(verb, "wait" | "call" | "chunks" | "publish" | "get" | "emulator"),
+        ),
+        (
+            "length",
+            s.length.as_ref().map(|a| a.span()),
+            verb == "read_memory",
         ),
     ] {
         if let (Some(sp), false) = (present, ok) {
@@ -159,7 +177,7 @@ pub(crate) fn build_step(
         }
         None => action_on.map(str::to_string),
     };
-    let needs_iface = !matches!(verb, "wait" | "call" | "chunks");
+    let needs_iface = !matches!(verb, "wait" | "call" | "chunks" | "emulator");
     if needs_iface && on.is_none() {
         d.at(Some(span), format!("action {action:?}: this step talks to the device but the board declares no interface"), Some("declare one under [interfaces.NAME]"));
         return None;
@@ -171,6 +189,7 @@ pub(crate) fn build_step(
             "send" | "expect" => &["serial"],
             "publish" | "await" => &["mqtt"],
             "get" => &["http"],
+            "read_memory" | "write_memory" | "debug" => &["gdb"],
             _ => &["modbus-tcp", "modbus-rtu"],
         };
         if let Some(i) = interfaces.get(&on) {
@@ -535,6 +554,102 @@ pub(crate) fn build_step(
                 accept,
                 reject,
             })
+        }
+        "read_memory" => {
+            let address = template(d, s.read_memory.as_ref()?, known)?;
+            let Some(length) = s.length.as_ref() else {
+                d.at(
+                    Some(span.clone()),
+                    "`read_memory` needs `length` (bytes)",
+                    Some("add e.g. length = 32"),
+                );
+                return None;
+            };
+            let length = *length.get_ref();
+            if length == 0 || length > super::MAX_DEBUG_ACCESS {
+                d.at(
+                    s.length.as_ref().map(|l| l.span()),
+                    format!("length {length} is out of range"),
+                    Some("read 1 to 65536 bytes per step"),
+                );
+                return None;
+            }
+            let pattern = regex_opt(d, &s.expect, "expect").ok()?;
+            let reject = regex_opt(d, &s.reject, "reject").ok()?;
+            if let Some(p) = &pattern {
+                known.extend(p.capture_names().flatten().map(str::to_string));
+            }
+            if let Some(c) = &s.capture {
+                known.insert(c.clone());
+            }
+            Some(Step::ReadMemory {
+                on,
+                address,
+                length,
+                pattern,
+                reject,
+                capture: s.capture.clone(),
+                timeout,
+            })
+        }
+        "write_memory" => {
+            let address = template(d, s.write_memory.as_ref()?, known)?;
+            let Some(value) = s.value.as_ref() else {
+                d.at(
+                    Some(span.clone()),
+                    "`write_memory` needs `value` (the bytes in hex, e.g. \"deadbeef\")",
+                    None,
+                );
+                return None;
+            };
+            let data = template(d, value, known)?;
+            Some(Step::WriteMemory {
+                on,
+                address,
+                data,
+                timeout,
+            })
+        }
+        "debug" => {
+            let op = s.debug.as_ref()?;
+            let op = match op.get_ref().as_str() {
+                "halt" => DebugOp::Halt,
+                "resume" => DebugOp::Resume,
+                "reset" => DebugOp::Reset,
+                other => {
+                    d.at(
+                        Some(op.span()),
+                        format!("unknown debug operation {other:?}"),
+                        Some("use \"halt\", \"resume\" or \"reset\""),
+                    );
+                    return None;
+                }
+            };
+            Some(Step::Debug { on, op, timeout })
+        }
+        "emulator" => {
+            let op = s.emulator.as_ref()?;
+            let op = match op.get_ref().as_str() {
+                "reset" => EmulatorOp::Reset,
+                "power_cycle" => EmulatorOp::PowerCycle,
+                other => {
+                    d.at(
+                        Some(op.span()),
+                        format!("unknown emulator operation {other:?}"),
+                        Some("use \"reset\" (warm) or \"power_cycle\""),
+                    );
+                    return None;
+                }
+            };
+            if raw.emulator.is_none() {
+                d.at(
+                    Some(span.clone()),
+                    format!("action {action:?}: an `emulator` step needs an [emulator] section"),
+                    Some("a physical unit is reset through a debug port (`debug = \"reset\"`) or its own console"),
+                );
+                return None;
+            }
+            Some(Step::Emulator(op))
         }
         "identify" => {
             let level = s.identify.as_ref()?;

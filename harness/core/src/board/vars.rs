@@ -112,6 +112,11 @@ pub const TEMPLATE_VARS: &[TemplateVar] = &[
         "the unit's `vars` entry `VAR`; every unit of the model must define it",
     ),
     var(
+        "port.NAME",
+        VarScope::Unit,
+        "a free loopback TCP port hilsec picks for the unit before its emulator starts (one per `NAME`, the same in every template of the unit); needs an `[emulator]`",
+    ),
+    var(
         "emulator.NAME",
         VarScope::Emulator,
         "named group `NAME` of the emulator's `ready` regex",
@@ -201,6 +206,14 @@ pub fn unit_wide_names() -> impl Iterator<Item = &'static str> {
         .map(|v| v.name)
 }
 
+/// Whether `name` may follow `port.`: letters, digits, `_` and `-`.
+pub fn is_port_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Fields a data parameter `PARAM` has (`size`, `size_hi`, `size_lo`).
 pub fn param_fields() -> impl Iterator<Item = &'static str> {
     TEMPLATE_VARS
@@ -254,6 +267,11 @@ pub(crate) fn check_global_var(
 ) -> Result<(), UnknownVar> {
     if unit_wide_names().any(|n| n == var) || var.starts_with("unit.") {
         return Ok(());
+    }
+    if let Some(name) = var.strip_prefix("port.") {
+        if is_port_name(name) {
+            return Ok(());
+        }
     }
     if let Some(rest) = var.strip_prefix("emulator.") {
         if emulator_vars.contains(rest) {

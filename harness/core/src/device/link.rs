@@ -8,14 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Device;
+use super::{ActionError, Device};
 use crate::board::{
-    HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
+    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
     SerialSpec,
 };
 use crate::iface::modbus::ModbusLink;
 use crate::iface::mqtt::{split_address, MqttLink, MqttParams};
 use crate::iface::serial::Console;
+use crate::iface::debug::DebugAccess;
 use crate::iface::LinkError;
 use crate::template::Template;
 use crate::transcript::Transcript;
@@ -26,6 +27,7 @@ pub(super) enum Link {
     Mqtt(MqttLink),
     Modbus(ModbusLink),
     Http(Arc<crate::iface::http::HttpClient>),
+    Debug(Box<dyn DebugAccess>),
 }
 
 impl Link {
@@ -35,6 +37,7 @@ impl Link {
             Link::Mqtt(m) => m.is_closed(),
             Link::Modbus(m) => m.is_closed(),
             Link::Http(_) => false,
+            Link::Debug(d) => d.is_closed(),
         }
     }
 
@@ -51,6 +54,7 @@ impl Link {
                 m.drain_before_test();
             }
             Link::Modbus(m) => m.set_transcript(t.clone()),
+            Link::Debug(d) => d.set_transcript(t.clone()),
             Link::Http(_) => {}
         }
     }
@@ -85,6 +89,7 @@ impl Device {
                 Interface::Http(h) => self.open_http(iface, h, timeout)?,
                 Interface::ModbusTcp(m) => self.open_modbus_tcp(iface, m, timeout).await?,
                 Interface::ModbusRtu(m) => self.open_modbus_rtu(iface, m, timeout).await?,
+                Interface::Gdb(g) => self.open_gdb(iface, g, timeout).await?,
             };
             self.links.insert(iface.to_string(), link);
         }
@@ -129,6 +134,17 @@ impl Device {
             }
             SerialEndpoint::Tcp(a) => {
                 let addr = self.render_for(iface, a)?;
+                // The console the emulator connected as soon as it listened (its boot output
+                // is already being read).
+                let early = match &self.emulator {
+                    Some(e) => e.lock().await.take_console(iface),
+                    None => None,
+                };
+                if let Some(mut c) = early {
+                    t.note(format!("{iface}: connected to {addr} when the emulator started"));
+                    c.set_transcript(t);
+                    return Ok(Link::Console(c));
+                }
                 t.note(format!("{iface}: connecting to {addr}"));
                 Link::Console(Console::open_tcp(iface, &addr, timeout, t).await?)
             }
@@ -199,6 +215,51 @@ impl Device {
         let c = crate::iface::http::HttpClient::new(&opts)
             .map_err(|e| open_error(iface, e.to_string()))?;
         Ok(Link::Http(Arc::new(c)))
+    }
+
+    /// A debug port over the GDB remote serial protocol.
+    async fn open_gdb(
+        &mut self,
+        iface: &str,
+        g: &GdbSpec,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        let addr = self.render_for(iface, &g.address)?;
+        let t = self.transcript.clone();
+        t.note(format!("{iface}: attaching to the GDB server at {addr}"));
+        // An emulator opens its GDB port a moment after its console (QEMU starts the stub once
+        // the console it waits for is connected): a refused connection is tried again until
+        // the interface's timeout.
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let opts = crate::iface::gdb::GdbOptions {
+                reset_command: g.reset_command.clone(),
+                running: g.running,
+            };
+            match crate::iface::gdb::GdbLink::connect(iface, &addr, timeout, t.clone(), opts).await
+            {
+                Ok(link) => return Ok(Link::Debug(Box::new(link))),
+                Err(LinkError::Open { detail, .. })
+                    if detail.contains("refused") && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The open debug link of interface `on`.
+    pub(super) async fn debug_link(
+        &mut self,
+        at: &super::steps::At<'_>,
+        on: &str,
+        timeout: Duration,
+    ) -> Result<&mut Box<dyn DebugAccess>, ActionError> {
+        match self.link(on, timeout).await.map_err(|e| at.link(e))? {
+            Link::Debug(d) => Ok(d),
+            _ => Err(at.tmpl(format!("interface {on:?} is not a debug port"))),
+        }
     }
 
     /// Modbus TCP.

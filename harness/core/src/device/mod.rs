@@ -20,6 +20,7 @@ use crate::secret::{Redactor, SecretValue};
 use crate::template::Vars;
 use crate::transcript::Transcript;
 
+mod emulated;
 mod link;
 mod steps;
 
@@ -40,6 +41,13 @@ pub enum ActionError {
     },
     #[error("action {action:?}, step {step}: {message}")]
     Template {
+        action: String,
+        step: String,
+        message: String,
+    },
+    /// The emulator could not do what a step asked (reset, power cycle): a bench problem.
+    #[error("action {action:?}, step {step}: emulator: {message}")]
+    Emulator {
         action: String,
         step: String,
         message: String,
@@ -137,6 +145,8 @@ pub struct Device {
     /// Console expects answered so far (see `run_action_with_data`: a link found closed
     /// before any answer of an action is reconnected and the action started over).
     console_answers: u64,
+    /// The unit's emulator, for `emulator` steps and the console it connected at start.
+    emulator: Option<crate::emulator::EmulatorHandle>,
 }
 
 impl Device {
@@ -200,6 +210,7 @@ impl Device {
             transcript: Transcript::new(),
             redactor,
             password,
+            emulator: None,
             memo: BTreeMap::new(),
             env: env.clone(),
             http: None,
@@ -296,6 +307,31 @@ impl Device {
     }
 
     /// Variables for templates outside actions (e.g. emulator arguments).
+    /// The loopback ports chosen for the unit, as `{port.NAME}`.
+    pub fn set_ports(&mut self, ports: &BTreeMap<String, u16>) {
+        for (k, v) in ports {
+            self.globals
+                .insert(format!("port.{k}"), SecretValue::plain(v.to_string()));
+        }
+    }
+
+    /// Gives the device its emulator (reset and power-cycle steps, the console connected at
+    /// start).
+    pub fn attach_emulator(&mut self, e: crate::emulator::EmulatorHandle) {
+        self.emulator = Some(e);
+    }
+
+    /// The rendered `tcp` address of serial interface `iface`, if it is one.
+    pub fn tcp_address(&self, iface: &str) -> Option<String> {
+        match self.model.interfaces.get(iface)? {
+            crate::board::Interface::Serial(crate::board::SerialSpec {
+                endpoint: crate::board::SerialEndpoint::Tcp(a),
+                ..
+            }) => a.render(&self.globals).ok().map(|r| r.text),
+            _ => None,
+        }
+    }
+
     pub fn globals(&self) -> &Vars {
         &self.globals
     }

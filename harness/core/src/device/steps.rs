@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
 
+use super::emulated::MemoryRead;
 use super::link::Link;
 use super::{ActionError, ActionOutcome, Data, Device};
 use crate::board::{Body, ChunkEncoding, ModbusTable, ModbusWriteTarget, Step};
@@ -28,7 +29,7 @@ const MAX_DEPTH: usize = 8;
 /// Variables and data of the action being run.
 pub(super) struct StepCtx<'a> {
     action: &'a str,
-    vars: Vars,
+    pub(super) vars: Vars,
     blobs: Data,
     depth: usize,
     /// An `accept` matched: the action's remaining steps are skipped.
@@ -36,13 +37,13 @@ pub(super) struct StepCtx<'a> {
 }
 
 /// Where a step is (action name and step number), to build its errors.
-struct At<'s> {
+pub(super) struct At<'s> {
     action: &'s str,
     step: &'s str,
 }
 
 impl At<'_> {
-    fn link(&self, source: LinkError) -> ActionError {
+    pub(super) fn link(&self, source: LinkError) -> ActionError {
         ActionError::Link {
             action: self.action.into(),
             step: self.step.to_string(),
@@ -50,7 +51,15 @@ impl At<'_> {
         }
     }
 
-    fn tmpl(&self, message: String) -> ActionError {
+    pub(super) fn emulator(&self, message: String) -> ActionError {
+        ActionError::Emulator {
+            action: self.action.into(),
+            step: self.step.to_string(),
+            message,
+        }
+    }
+
+    pub(super) fn tmpl(&self, message: String) -> ActionError {
         ActionError::Template {
             action: self.action.into(),
             step: self.step.to_string(),
@@ -227,6 +236,36 @@ impl Device {
                 tokio::time::sleep(*d).await;
                 Ok(())
             }
+            Step::Emulator(op) => self.step_emulator(&at, *op).await,
+            Step::ReadMemory {
+                on,
+                address,
+                length,
+                pattern,
+                reject,
+                capture,
+                timeout,
+            } => {
+                let read = MemoryRead {
+                    address,
+                    length: *length,
+                    pattern: pattern.as_ref(),
+                    reject: reject.as_ref(),
+                    capture: capture.as_deref(),
+                };
+                self.step_read_memory(&at, ctx, out, on, read, *timeout)
+                    .await
+            }
+            Step::WriteMemory {
+                on,
+                address,
+                data,
+                timeout,
+            } => {
+                self.step_write_memory(&at, ctx, on, address, data, *timeout)
+                    .await
+            }
+            Step::Debug { on, op, timeout } => self.step_debug(&at, on, *op, *timeout).await,
             Step::Call { action, args } => self.step_call(&at, ctx, out, action, args).await,
             Step::Chunks {
                 data,
@@ -876,7 +915,7 @@ impl StepCtx<'_> {
         self.capture(m.captures, out);
     }
 
-    fn capture(&mut self, caps: BTreeMap<String, String>, out: &mut ActionOutcome) {
+    pub(super) fn capture(&mut self, caps: BTreeMap<String, String>, out: &mut ActionOutcome) {
         for (k, v) in caps {
             self.vars.insert(k.clone(), SecretValue::plain(v.clone()));
             out.captures.insert(k, v);

@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+pub mod debug;
+pub mod gdb;
 pub mod http;
 pub mod modbus;
 pub mod mqtt;

@@ -1,0 +1,96 @@
+//! The Renode backend as the emulator module uses it: the board's values turned into a
+//! [`super::renode::RenodeSetup`] and its script, and the monitor requests behind `reset` and
+//! the orderly stop. One monitor connection per request (Renode serves one client at a time).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::renode::{BinaryLoad, Monitor, Platform, RenodeSetup};
+use super::EmulatorError;
+
+/// What the board and the chosen ports say about one Renode unit.
+pub(super) struct Setup {
+    pub machine: String,
+    pub platform: String,
+    pub firmware: PathBuf,
+    pub loads: Vec<(u64, PathBuf)>,
+    pub uart: String,
+    pub serial: u16,
+    pub gdb: u16,
+    pub monitor: u16,
+}
+
+/// Renode machine names: the unit's name with anything but letters, digits, `-` and `_`
+/// replaced.
+fn machine_name(unit: &str) -> String {
+    unit.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes the unit's script into `dir` and returns Renode's arguments.
+pub(super) fn prepare(s: &Setup, dir: &Path) -> Result<Vec<String>, EmulatorError> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if !s.firmware.is_file() {
+        return Err(EmulatorError::Files(format!(
+            "firmware {} does not exist",
+            s.firmware.display()
+        )));
+    }
+    let platform = match Platform::parse(&s.platform) {
+        Platform::File(p) => Platform::File(absolute(&p)),
+        builtin => builtin,
+    };
+    let mut setup = RenodeSetup::new(
+        machine_name(&s.machine),
+        platform,
+        absolute(&s.firmware),
+        s.serial,
+        s.monitor,
+    );
+    setup.uart = s.uart.clone();
+    setup.gdb_port = Some(s.gdb);
+    setup.binaries = s
+        .loads
+        .iter()
+        .map(|(address, path)| BinaryLoad {
+            path: absolute(path),
+            address: *address,
+        })
+        .collect();
+    let script = super::renode::script(&setup).map_err(|e| EmulatorError::Files(e.to_string()))?;
+    let path = dir.join("unit.resc");
+    super::write_private(&path, script.as_bytes())?;
+    super::renode::command_line(&setup, &path).map_err(|e| EmulatorError::Files(e.to_string()))
+}
+
+fn socket(addr: &str) -> Result<SocketAddr, EmulatorError> {
+    addr.parse()
+        .map_err(|_| EmulatorError::Control(format!("{addr} is not a monitor address")))
+}
+
+/// `machine Reset` on the unit's machine.
+pub(super) async fn reset(addr: &str, machine: &str, t: Duration) -> Result<(), EmulatorError> {
+    let control = |e: super::renode::MonitorError| EmulatorError::Control(e.to_string());
+    let mut m = Monitor::connect(socket(addr)?, t).await.map_err(control)?;
+    m.select_machine(&machine_name(machine), t)
+        .await
+        .map_err(control)?;
+    m.reset(t).await.map_err(control)
+}
+
+/// Asks Renode to quit (best effort; the caller kills the process group afterwards anyway).
+pub(super) async fn quit(addr: &str, t: Duration) {
+    if let Ok(a) = socket(addr) {
+        if let Ok(m) = Monitor::connect(a, t).await {
+            let _ = m.quit(t).await;
+        }
+    }
+}
