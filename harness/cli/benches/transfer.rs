@@ -50,10 +50,13 @@ async fn push_to(board: &str, env: &RunEnv, key: &hilsec_image::SigningKey) -> (
     let unit = b.units[0].clone();
     let model = b.model.clone();
     let probe = Device::new(unit.clone(), model.clone(), &BTreeMap::new(), env);
-    let mut em =
-        hilsec_core::emulator::start(model.emulator.as_ref().expect("emulated"), probe.globals(), None)
-            .await
-            .expect("unit starts (run ci/bench, which builds hilsec-simdev)");
+    let mut em = hilsec_core::emulator::start(
+        model.emulator.as_ref().expect("emulated"),
+        probe.globals(),
+        None,
+    )
+    .await
+    .expect("unit starts (run ci/bench, which builds hilsec-simdev)");
     let mut dev = Device::new(unit.clone(), model.clone(), &em.vars, env);
     let running: Version = unit
         .firmware

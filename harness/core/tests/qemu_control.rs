@@ -208,7 +208,10 @@ steps = [
         .await
         .expect("the console answers after the debug accesses");
     let text = t.render(dev.redactor());
-    assert!(text.contains("0x2001fc00"), "each access is in the evidence:\n{text}");
+    assert!(
+        text.contains("0x2001fc00"),
+        "each access is in the evidence:\n{text}"
+    );
     gone(stop(started).await);
 }
 

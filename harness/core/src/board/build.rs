@@ -241,7 +241,12 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
                 // The ports of the command line hilsec writes.
                 e.ports.extend(["serial", "gdb"].map(str::to_string));
                 e.ports.insert(
-                    if e.kind == EmulatorKind::Qemu { "qmp" } else { "monitor" }.to_string(),
+                    if e.kind == EmulatorKind::Qemu {
+                        "qmp"
+                    } else {
+                        "monitor"
+                    }
+                    .to_string(),
                 );
             }
         }
@@ -249,7 +254,9 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
             if let Some(p) = ports.first() {
                 d.at(
                     Some(0..0),
-                    format!("{{port.{p}}} is used, but only an emulated unit has ports hilsec picks"),
+                    format!(
+                        "{{port.{p}}} is used, but only an emulated unit has ports hilsec picks"
+                    ),
                     Some("add an [emulator] section, or write the address the unit listens on"),
                 );
             }
@@ -388,16 +395,50 @@ fn build_emulator(
     // The keys of a machine hilsec starts itself.
     let only = |d: &mut Diag, key: &str, v: Option<std::ops::Range<usize>>, ok: bool, who: &str| {
         if let (Some(at), false) = (v, ok) {
-            d.at(Some(at), format!("emulator kind {:?} does not take `{key}`", e.kind.get_ref()), Some(who));
+            d.at(
+                Some(at),
+                format!("emulator kind {:?} does not take `{key}`", e.kind.get_ref()),
+                Some(who),
+            );
         }
     };
     let is_qemu = kind == EmulatorKind::Qemu;
     let is_renode = kind == EmulatorKind::Renode;
-    only(d, "machine", e.machine.as_ref().map(|m| m.span()), is_qemu, "`machine` is for kind = \"qemu\"");
-    only(d, "platform", e.platform.as_ref().map(|m| m.span()), is_renode, "`platform` is for kind = \"renode\"");
-    only(d, "uart", e.uart.as_ref().map(|m| m.span()), is_renode, "`uart` is for kind = \"renode\"");
-    only(d, "firmware", e.firmware.as_ref().map(|m| m.span()), is_qemu || is_renode, "`firmware` is for kind = \"qemu\" or \"renode\"");
-    only(d, "load", e.load.first().map(|m| m.span()), is_qemu || is_renode, "`load` is for kind = \"qemu\" or \"renode\"");
+    only(
+        d,
+        "machine",
+        e.machine.as_ref().map(|m| m.span()),
+        is_qemu,
+        "`machine` is for kind = \"qemu\"",
+    );
+    only(
+        d,
+        "platform",
+        e.platform.as_ref().map(|m| m.span()),
+        is_renode,
+        "`platform` is for kind = \"renode\"",
+    );
+    only(
+        d,
+        "uart",
+        e.uart.as_ref().map(|m| m.span()),
+        is_renode,
+        "`uart` is for kind = \"renode\"",
+    );
+    only(
+        d,
+        "firmware",
+        e.firmware.as_ref().map(|m| m.span()),
+        is_qemu || is_renode,
+        "`firmware` is for kind = \"qemu\" or \"renode\"",
+    );
+    only(
+        d,
+        "load",
+        e.load.first().map(|m| m.span()),
+        is_qemu || is_renode,
+        "`load` is for kind = \"qemu\" or \"renode\"",
+    );
     let firmware = e
         .firmware
         .as_ref()
@@ -409,7 +450,11 @@ fn build_emulator(
                 firmware,
             }),
             None => {
-                d.at(Some(m.span()), "a qemu `machine` needs `firmware` (the image to run, e.g. an ELF)", Some("add firmware = \"{board.dir}/firmware.elf\""));
+                d.at(
+                    Some(m.span()),
+                    "a qemu `machine` needs `firmware` (the image to run, e.g. an ELF)",
+                    Some("add firmware = \"{board.dir}/firmware.elf\""),
+                );
                 None
             }
         },
@@ -425,7 +470,11 @@ fn build_emulator(
                         .map_or_else(|| "sysbus.usart1".to_string(), |u| u.get_ref().clone()),
                 }),
                 (_, None) => {
-                    d.at(Some(p.span()), "a renode `platform` needs `firmware` (the ELF to load)", Some("add firmware = \"{board.dir}/firmware.elf\""));
+                    d.at(
+                        Some(p.span()),
+                        "a renode `platform` needs `firmware` (the ELF to load)",
+                        Some("add firmware = \"{board.dir}/firmware.elf\""),
+                    );
                     None
                 }
                 _ => None,
@@ -475,11 +524,7 @@ fn build_emulator(
         }
     }
     // When is the unit up? A machine hilsec starts itself is up when its console accepts.
-    let console = console.or_else(|| {
-        system.as_ref().and_then(|_| {
-            default_console(raw)
-        })
-    });
+    let console = console.or_else(|| system.as_ref().and_then(|_| default_console(raw)));
     if ready.is_none() && ready_tcp.is_none() && console.is_none() {
         d.at(
             Some(span.clone()),
@@ -540,7 +585,9 @@ fn used_ports(m: &Model) -> BTreeSet<String> {
         }
         match &e.system {
             Some(EmulatedSystem::Qemu { firmware, .. }) => ts.push(firmware),
-            Some(EmulatedSystem::Renode { platform, firmware, .. }) => {
+            Some(EmulatedSystem::Renode {
+                platform, firmware, ..
+            }) => {
                 ts.push(platform);
                 ts.push(firmware);
             }

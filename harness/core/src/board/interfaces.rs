@@ -17,8 +17,8 @@ use super::model::{InterfaceSection, RawBoardFile};
 use super::values::{parse_duration, parse_template};
 use super::vars::check_global_var;
 use super::{
-    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
-    SerialSpec, TlsFiles, DEFAULT_STEP_TIMEOUT,
+    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
+    SerialEndpoint, SerialSpec, TlsFiles, DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -305,7 +305,11 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
             kind == "modbus-tcp" || kind == "gdb",
         ),
         ("reset_command", span(&i.reset_command), kind == "gdb"),
-        ("running", i.running.as_ref().map(|v| v.span()), kind == "gdb"),
+        (
+            "running",
+            i.running.as_ref().map(|v| v.span()),
+            kind == "gdb",
+        ),
         (
             "unit_id",
             i.unit_id.as_ref().map(|v| v.span()),

@@ -446,7 +446,7 @@ pub enum Step {
 }
 
 /// Most bytes one `read_memory` step reads.
-pub const MAX_DEBUG_ACCESS: usize = 64 * 1024;
+pub const MAX_DEBUG_ACCESS: usize = crate::iface::debug::MAX_ACCESS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DebugOp {

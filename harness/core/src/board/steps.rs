@@ -142,7 +142,10 @@ pub(crate) fn build_step(
         (
             "timeout",
             s.timeout.as_ref().map(|a| a.span()),
-            !matches!(verb, "wait" | "call" | "chunks" | "publish" | "get" | "emulator"),
+            !matches!(
+                verb,
+                "wait" | "call" | "chunks" | "publish" | "get" | "emulator"
+            ),
         ),
         (
             "length",

@@ -41,7 +41,7 @@ pub(super) fn parse_address(s: &str) -> Option<u64> {
 /// Hex text ("de ad be ef", "deadbeef") as bytes.
 pub(super) fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

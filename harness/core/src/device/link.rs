@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use super::{ActionError, Device};
 use crate::board::{
-    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec, SerialEndpoint,
-    SerialSpec,
+    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
+    SerialEndpoint, SerialSpec,
 };
+use crate::iface::debug::DebugAccess;
 use crate::iface::modbus::ModbusLink;
 use crate::iface::mqtt::{split_address, MqttLink, MqttParams};
 use crate::iface::serial::Console;
-use crate::iface::debug::DebugAccess;
 use crate::iface::LinkError;
 use crate::template::Template;
 use crate::transcript::Transcript;
@@ -141,7 +141,9 @@ impl Device {
                     None => None,
                 };
                 if let Some(mut c) = early {
-                    t.note(format!("{iface}: connected to {addr} when the emulator started"));
+                    t.note(format!(
+                        "{iface}: connected to {addr} when the emulator started"
+                    ));
                     c.set_transcript(t);
                     return Ok(Link::Console(c));
                 }

@@ -60,7 +60,9 @@ pub enum EmulatorError {
         waited: Duration,
         tail: String,
     },
-    #[error("emulator `{command}` exited before it was ready ({status}); its last output:\n{tail}")]
+    #[error(
+        "emulator `{command}` exited before it was ready ({status}); its last output:\n{tail}"
+    )]
     Exited {
         command: String,
         status: String,
@@ -220,9 +222,7 @@ impl RunningEmulator {
                 .await
                 .map(|_| ())
                 .map_err(|e| EmulatorError::Control(e.to_string())),
-            EmulatorKind::Renode => {
-                renode_glue::reset(&addr, &self.launch.machine, timeout).await
-            }
+            EmulatorKind::Renode => renode_glue::reset(&addr, &self.launch.machine, timeout).await,
             _ => Err(EmulatorError::NoReset {
                 kind: format!("{:?}", self.spec.kind).to_lowercase(),
             }),
