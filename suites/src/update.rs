@@ -501,7 +501,11 @@ impl Test for RejectsMutation {
     }
 
     fn actions(&self, model: &Model) -> Vec<String> {
-        update_actions(model)
+        let mut a = update_actions(model);
+        if model.actions.contains_key(INSTALLED_IMAGE_ACTION) {
+            a.push(INSTALLED_IMAGE_ACTION.to_string());
+        }
+        a
     }
 
     fn not_applicable(&self, model: &Model) -> Option<String> {

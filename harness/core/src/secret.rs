@@ -60,6 +60,9 @@ pub struct Redactor {
 /// the exact place); redacting every "1234" a device prints would make evidence unreadable.
 pub const MIN_REDACT_LEN: usize = 4;
 
+/// The shortest beginning of a secret that is redacted on its own (see [`Redactor::redact`]).
+pub const MIN_PARTIAL_LEN: usize = 6;
+
 impl Redactor {
     pub fn add(&mut self, secret: &str) {
         if secret.len() >= MIN_REDACT_LEN
@@ -95,11 +98,33 @@ impl Redactor {
         }
     }
 
+    /// Replaces every secret, and every long beginning of one, with the marker.
+    ///
+    /// The beginnings: a device that echoes what is typed until its login program turns echo
+    /// off echoes the first characters of a password sent at once after the prompt (seen with
+    /// BusyBox `login` on a QEMU serial console: 9 of 10 characters). A beginning of at least
+    /// [`MIN_PARTIAL_LEN`] characters and half the secret is redacted as well; shorter ones are
+    /// left, as they cannot be told from ordinary text.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), REDACTED);
+            }
+        }
+        for s in &self.secrets {
+            let min = MIN_PARTIAL_LEN.max(s.len().div_ceil(2));
+            let ends: Vec<usize> = s
+                .char_indices()
+                .map(|(i, _)| i)
+                .filter(|&i| i >= min)
+                .rev()
+                .collect();
+            for end in ends {
+                let prefix = &s[..end];
+                if out.contains(prefix) {
+                    out = out.replace(prefix, REDACTED);
+                }
             }
         }
         out
@@ -114,6 +139,20 @@ mod tests {
     fn debug_hides_secret() {
         let s = SecretValue::secret("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_echoed_beginning_of_a_secret_is_redacted_too() {
+        let mut r = Redactor::default();
+        r.add("Lab#Pass42");
+        // BusyBox login on a QEMU serial console echoed all but the last character.
+        assert_eq!(
+            r.redact("Password: Lab#Pass4\r\n"),
+            "Password: «secret»\r\n"
+        );
+        assert_eq!(r.redact("Lab#Pa"), "«secret»");
+        // Short beginnings cannot be told from ordinary text.
+        assert_eq!(r.redact("Lab#P and Lab"), "Lab#P and Lab");
     }
 
     #[test]

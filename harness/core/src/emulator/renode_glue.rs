@@ -94,3 +94,51 @@ pub(super) async fn quit(addr: &str, t: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a board's `[emulator] kind = "renode"` becomes: the script loads the firmware and
+    /// the unit data at their addresses, wires the UART to the serial port raw (no telnet), starts
+    /// the GDB server, and Renode's monitor listens on the monitor port.
+    #[test]
+    fn a_board_becomes_a_renode_script_and_command_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fw = dir.path().join("fw.elf");
+        std::fs::write(&fw, b"\x7fELF").expect("fw");
+        let data = dir.path().join("load-0.bin");
+        std::fs::write(&data, b"HSUNIT1\n\0").expect("data");
+        let setup = Setup {
+            machine: "renode-hilref-secure-1".into(),
+            platform: "@platforms/boards/stm32f4_discovery-kit.repl".into(),
+            firmware: fw.clone(),
+            loads: vec![(0x2001_f000, data.clone())],
+            uart: "sysbus.usart1".into(),
+            serial: 40001,
+            gdb: 40002,
+            monitor: 40003,
+        };
+        let args = prepare(&setup, dir.path()).expect("prepared");
+        let script = std::fs::read_to_string(dir.path().join("unit.resc")).expect("script written");
+        assert!(args.iter().any(|a| a == "40003"), "{args:?}");
+        assert!(args.iter().any(|a| a == "--disable-xwt"), "{args:?}");
+        for want in [
+            "mach create \"renode-hilref-secure-1\"",
+            "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
+            &format!("sysbus LoadELF @{}", fw.display()),
+            &format!("sysbus LoadBinary @{} 0x2001f000", data.display()),
+            "emulation CreateServerSocketTerminal 40001 \"uart\" false",
+            "connector Connect sysbus.usart1 uart",
+            "machine StartGdbServer 40002 false",
+            "start",
+        ] {
+            assert!(script.contains(want), "{want:?} missing from:\n{script}");
+        }
+        // A missing firmware is said before Renode is started.
+        let mut bad = setup;
+        bad.firmware = dir.path().join("missing.elf");
+        let err = prepare(&bad, dir.path()).expect_err("refused").to_string();
+        assert!(err.contains("missing.elf"), "{err}");
+    }
+}
