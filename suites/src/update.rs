@@ -704,7 +704,7 @@ impl RejectsMutation {
         }
         let slot_note = match slot {
             SlotCheck::Unchanged => {
-                "; the installed image, read through the debug port, is unchanged"
+                "; the installed image, read again through read_installed_image (below the firmware), is unchanged"
             }
             _ => "",
         };

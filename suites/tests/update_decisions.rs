@@ -107,6 +107,9 @@ enum Fault {
     GarbageAfter,
     /// Says `accepted` (with the running version) and installs nothing, whatever it decided.
     LieAccepted,
+    /// Says `rejected` and keeps reporting the running version, but writes the image into its
+    /// slot: only a read below the firmware (`read_installed_image`) can tell.
+    SlotWritten,
 }
 
 /// Which push the fault hits.
@@ -125,6 +128,9 @@ struct Spec {
     at: At,
     /// The version is reported as garbage from the start.
     garbage: bool,
+    /// The board reads the unit's slot (`read_installed_image`, here the console's `slot`
+    /// command standing in for a debug-port read).
+    slot: bool,
 }
 
 impl Spec {
@@ -135,7 +141,12 @@ impl Spec {
             fault: Fault::None,
             at: At::FirstTampered,
             garbage: false,
+            slot: false,
         }
+    }
+    fn with_slot(mut self) -> Spec {
+        self.slot = true;
+        self
     }
     fn fault(mut self, fault: Fault, at: At) -> Spec {
         self.fault = fault;
@@ -163,6 +174,8 @@ async fn play(mut io: DuplexStream, spec: Spec, key: PublicKey, log: Arc<Mutex<U
     let mut hang_up_next = false;
     let mut faulted = false;
     let mut staging: Vec<u8> = Vec::new();
+    // The first 32 bytes of the installed image (a factory image's header before any update).
+    let mut slot: Vec<u8> = vec![0x3d; 32];
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -191,6 +204,10 @@ async fn play(mut io: DuplexStream, spec: Spec, key: PublicKey, log: Arc<Mutex<U
                             running.major, running.minor, running.revision
                         )
                     }
+                }
+                (Some("slot"), None) => {
+                    let hex: String = slot.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("slot={hex}\n")
                 }
                 (Some("update"), Some("begin")) => {
                     staging.clear();
@@ -225,16 +242,20 @@ async fn play(mut io: DuplexStream, spec: Spec, key: PublicKey, log: Arc<Mutex<U
                         Ok(v) => format!("update: accepted version={v}\n"),
                         Err(why) => format!("update: rejected {why}\n"),
                     };
-                    let install = |l: &mut UnitLog, running: &mut Version| match &decision {
-                        Ok(v) => {
-                            l.installed.push(*v);
-                            *running = *v;
+                    let header = staging[..staging.len().min(32)].to_vec();
+                    let install = |l: &mut UnitLog, running: &mut Version, slot: &mut Vec<u8>| {
+                        match &decision {
+                            Ok(v) => {
+                                l.installed.push(*v);
+                                *running = *v;
+                                *slot = header.clone();
+                            }
+                            Err(why) => l.refused.push(why.clone()),
                         }
-                        Err(why) => l.refused.push(why.clone()),
                     };
                     match fault {
                         Fault::None => {
-                            install(&mut l, &mut running);
+                            install(&mut l, &mut running, &mut slot);
                             answer
                         }
                         Fault::MuteAtEnd => {
@@ -242,26 +263,30 @@ async fn play(mut io: DuplexStream, spec: Spec, key: PublicKey, log: Arc<Mutex<U
                             continue;
                         }
                         Fault::QuietAtEnd => {
-                            install(&mut l, &mut running);
+                            install(&mut l, &mut running, &mut slot);
                             continue;
                         }
                         Fault::HangUpAtEnd => return,
                         Fault::MuteAfter => {
-                            install(&mut l, &mut running);
+                            install(&mut l, &mut running, &mut slot);
                             mute = true;
                             answer
                         }
                         Fault::HangUpAfter => {
-                            install(&mut l, &mut running);
+                            install(&mut l, &mut running, &mut slot);
                             hang_up_next = true;
                             answer
                         }
                         Fault::GarbageAfter => {
-                            install(&mut l, &mut running);
+                            install(&mut l, &mut running, &mut slot);
                             garbage = true;
                             answer
                         }
                         Fault::LieAccepted => format!("update: accepted version={running}\n"),
+                        Fault::SlotWritten => {
+                            slot = header.clone();
+                            "update: rejected image refused\n".to_string()
+                        }
                     }
                 }
                 _ => "?\n".to_string(),
@@ -384,8 +409,13 @@ fn bench_with(spec: Spec, lab: Lab) -> Bench {
             "[declarations.update]\nsigning_key = \"lab.pub.pem\"\npayload_size = 2048\n"
         }
     };
+    let slot_action = if spec.slot {
+        "\n[actions.read_installed_image]\nsteps = [\n  { send = \"slot\\n\" },\n  { expect = 'slot=(?P<header>[0-9a-f]+)\\r?\\n' },\n]\n"
+    } else {
+        ""
+    };
     let file = dir.path().join("scripted.toml");
-    std::fs::write(&file, board_text(update)).unwrap();
+    std::fs::write(&file, board_text(&format!("{update}{slot_action}"))).unwrap();
     let boards = load_boards(&[file], LoadMode::Run).unwrap_or_else(|e| panic!("{e:?}"));
     let b = boards.into_iter().next().expect("one board");
     let unit = b.units.into_iter().next().expect("one unit");
@@ -999,4 +1029,39 @@ async fn key_only_kinds_are_not_applicable_even_when_run_directly() {
         b.dev.memo().is_empty(),
         "the control was not run for nothing"
     );
+}
+
+// --- what the unit holds, not what it says (read_installed_image) ----------------------------
+
+/// A unit that refuses in words but writes the image into its slot fails, though the version it
+/// reports never changes; the refusal alone would have passed.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_in_words_with_the_image_in_the_slot_fails() {
+    let mut b = bench(
+        Spec::new(Check::Mcuboot)
+            .with_slot()
+            .fault(Fault::SlotWritten, At::FirstTampered),
+    );
+    expect(&b.run(GENUINE).await, Verdict::Pass, &[]);
+    let o = b.run("update.rejects-payload-bitflip").await;
+    expect(
+        &o,
+        Verdict::Fail,
+        &["installed image changed", "read_installed_image"],
+    );
+    assert!(b.evidence().contains("slot="), "{}", b.evidence());
+}
+
+/// A unit whose slot is unchanged after a refusal passes, and the message says it was checked.
+#[tokio::test(start_paused = true)]
+async fn an_unchanged_slot_confirms_a_refusal() {
+    let mut b = bench(Spec::new(Check::Mcuboot).with_slot());
+    expect(&b.run(GENUINE).await, Verdict::Pass, &[]);
+    for id in REJECTIONS {
+        expect(
+            &b.run(id).await,
+            Verdict::Pass,
+            &["installed image", "unchanged"],
+        );
+    }
 }
