@@ -8,12 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: sending a signal to a child we spawned and have not reaped.
-    let rc = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
-}
-
 #[test]
 fn sigkill_mid_run_leaves_a_usable_journal_and_no_orphans() {
     require_simdev();

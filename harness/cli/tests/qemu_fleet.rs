@@ -148,12 +148,6 @@ fn each_build_of_the_reference_firmware_gets_the_verdicts_of_its_weakness() {
     assert!(left.is_empty(), "QEMU outlived the run: {left:?}");
 }
 
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: sending a signal to a child we spawned and have not reaped.
-    let rc = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
-}
-
 #[test]
 fn an_interrupted_or_killed_run_leaves_no_qemu_behind() {
     if !have_qemu() {

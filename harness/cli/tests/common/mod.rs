@@ -280,3 +280,10 @@ pub fn one_unit_sim_board(
     fs::write(&path, edit(rebase_fixture_paths(head)) + &first).expect("write board");
     path
 }
+
+/// Sends `sig` to a child process the test spawned and has not reaped.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid we own; no memory is involved.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
