@@ -104,16 +104,23 @@ pub async fn start_unit(
             emulator: None,
         });
     };
-    let mut probe = Device::new(unit.clone(), model.clone(), &BTreeMap::new(), env);
-    let ports = match allocate_ports(&e.ports) {
-        Ok(p) => p,
-        Err(err) => return Err((probe, err)),
-    };
-    probe.set_ports(&ports);
-    let console = e.console.as_deref().and_then(|c| probe.tcp_address(c));
-    let em = match start(&e, probe.globals(), console).await {
-        Ok(em) => em,
-        Err(err) => return Err((probe, err)),
+    // A port another program took between choosing and binding: choose again (twice at most).
+    let mut attempt = 0;
+    let (em, ports) = loop {
+        attempt += 1;
+        let mut probe = Device::new(unit.clone(), model.clone(), &BTreeMap::new(), env);
+        let ports = match allocate_ports(&e.ports) {
+            Ok(p) => p,
+            Err(err) => return Err((probe, err)),
+        };
+        probe.set_ports(&ports);
+        let console = e.console.as_deref().and_then(|c| probe.tcp_address(c));
+        match start(&e, probe.globals(), console).await {
+            Ok(em) => break (em, ports),
+            Err(EmulatorError::Exited { tail, .. })
+                if attempt < 3 && !e.ports.is_empty() && tail.contains("in use") => {}
+            Err(err) => return Err((probe, err)),
+        }
     };
     let mut device = Device::new(unit, model, &em.vars, env);
     device.set_ports(&ports);
@@ -125,26 +132,77 @@ pub async fn start_unit(
     })
 }
 
-/// One free loopback TCP port per name, chosen by binding port 0 (the listeners are closed
-/// again, so the emulator can bind them; the window is short and the ports are the kernel's
-/// ephemeral ones).
+/// One free loopback TCP port per name.
+///
+/// Not the kernel's ephemeral ports (binding port 0): those are also the source ports of every
+/// outgoing connection, and the harness connects to many consoles while emulators start, so an
+/// emulator that binds its port a moment later (QEMU opens its GDB stub only once its console is
+/// connected) found it taken. The ports come from below the ephemeral range instead, are checked
+/// free by binding them, and are never handed to two units of this process.
 pub fn allocate_ports(
     names: &std::collections::BTreeSet<String>,
 ) -> Result<BTreeMap<String, u16>, EmulatorError> {
-    let mut held = Vec::new();
+    static GIVEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    let (low, high) = port_range();
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let given = given.get_or_insert_with(Default::default);
+    let mut rng = PortRng::seeded();
     let mut ports = BTreeMap::new();
     for n in names {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| EmulatorError::Ports(e.to_string()))?;
-        let p = l
-            .local_addr()
-            .map_err(|e| EmulatorError::Ports(e.to_string()))?
-            .port();
-        // Held until all are chosen, so two names never get the same port.
-        held.push(l);
+        let span = u32::from(high - low) + 1;
+        let mut found = None;
+        for _ in 0..1000 {
+            let p = low + (rng.next() % u64::from(span)) as u16;
+            if given.contains(&p) {
+                continue;
+            }
+            if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+                found = Some(p);
+                break;
+            }
+        }
+        let p = found.ok_or_else(|| {
+            EmulatorError::Ports(format!(
+                "no free port found in {low}-{high} after 1000 tries"
+            ))
+        })?;
+        given.insert(p);
         ports.insert(n.clone(), p);
     }
     Ok(ports)
+}
+
+/// Where unit ports are chosen: from 10000 up to just below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768 by default).
+fn port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low > 11_000 {
+        (10_000, ephemeral_low - 1)
+    } else {
+        // An unusual configuration: above the ephemeral range instead.
+        (61_000, 65_000)
+    }
+}
+
+/// A small non-cryptographic generator (xorshift64*) for picking ports.
+struct PortRng(u64);
+
+impl PortRng {
+    fn seeded() -> PortRng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        PortRng((t ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
 }
 
 /// What was rendered to start the process, kept to start it again on a power cycle.
@@ -688,4 +746,28 @@ async fn try_connect(addr: &str) -> Option<tokio::net::TcpStream> {
         .await
         .ok()?
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports come from below the kernel's ephemeral range (never a source port of an outgoing
+    /// connection) and are never handed out twice by one process.
+    #[test]
+    fn ports_are_distinct_free_and_outside_the_ephemeral_range() {
+        let names: std::collections::BTreeSet<String> =
+            ["serial", "gdb", "qmp"].map(str::to_string).into();
+        let (low, high) = port_range();
+        let mut all = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let ports = allocate_ports(&names).expect("ports");
+            assert_eq!(ports.len(), 3);
+            for p in ports.values() {
+                assert!((low..=high).contains(p), "{p} outside {low}-{high}");
+                assert!(all.insert(*p), "{p} handed out twice");
+                std::net::TcpListener::bind(("127.0.0.1", *p)).expect("free to bind");
+            }
+        }
+    }
 }
