@@ -556,8 +556,8 @@ fn default_console(raw: &RawBoardFile) -> Option<String> {
         .map(|(n, _)| n.clone())
 }
 
-/// "0x2001f000" or "536998912".
-fn parse_address(s: &str) -> Option<u64> {
+/// "0x2001f000" or "536998912" (a `load` address, a debug step's rendered address).
+pub(crate) fn parse_address(s: &str) -> Option<u64> {
     let s = s.trim().replace('_', "");
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use regex::bytes::Regex;
 
+pub(crate) use build::parse_address;
 pub use diag::{BoardError, BoardErrors};
 pub use load::{load_boards, LoadMode};
 pub use model::PasswordMechanism;

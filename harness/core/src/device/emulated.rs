@@ -13,7 +13,7 @@ use regex::bytes::Regex;
 
 use super::steps::{At, StepCtx};
 use super::{ActionError, ActionOutcome, Device};
-use crate::board::{DebugOp, EmulatorOp};
+use crate::board::{parse_address, DebugOp, EmulatorOp};
 use crate::iface::LinkError;
 use crate::template::Template;
 
@@ -29,29 +29,10 @@ pub(super) struct MemoryRead<'s> {
     pub capture: Option<&'s str>,
 }
 
-/// "0x2001f000", "0X2001F000" or decimal.
-pub(super) fn parse_address(s: &str) -> Option<u64> {
-    let s = s.trim().replace('_', "");
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
 /// Hex text ("de ad be ef", "deadbeef") as bytes.
-pub(super) fn parse_hex(s: &str) -> Option<Vec<u8>> {
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    digits
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
-        .collect()
-}
-
-pub(super) fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::iface::gdb::from_hex(&digits).ok()
 }
 
 impl Device {
@@ -110,7 +91,7 @@ impl Device {
             .await
             .map_err(|_| at.link(timeout_error("read_memory", timeout)))?
             .map_err(|e| at.link(e))?;
-        let text = to_hex(&bytes);
+        let text = crate::iface::gdb::to_hex(&bytes);
         if let Some(r) = read.reject {
             if r.is_match(text.as_bytes()) {
                 out.rejected = Some(text);
