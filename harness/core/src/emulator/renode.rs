@@ -144,13 +144,17 @@ pub enum SetupError {
     Path { path: String, reason: String },
 }
 
-fn check_machine(name: &str) -> Result<(), SetupError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
+/// A literal Renode's monitor reads as one token (`[\w.\-?][\w.\-?:]*`), restricted to ASCII
+/// letters, digits, `_`, `-` and `.`.
+pub fn is_monitor_literal(name: &str) -> bool {
+    !name.is_empty()
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn check_machine(name: &str) -> Result<(), SetupError> {
+    if is_monitor_literal(name) && name.len() <= 64 {
         Ok(())
     } else {
         Err(SetupError::MachineName(name.to_string()))
@@ -158,12 +162,7 @@ fn check_machine(name: &str) -> Result<(), SetupError> {
 }
 
 fn check_peripheral(name: &str) -> Result<(), SetupError> {
-    // Renode's monitor tokenizer reads a literal as `[\w.\-?][\w.\-?:]*`.
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    if is_monitor_literal(name) {
         Ok(())
     } else {
         Err(SetupError::Peripheral(name.to_string()))

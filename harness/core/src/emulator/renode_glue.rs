@@ -21,12 +21,12 @@ pub(super) struct Setup {
     pub monitor: u16,
 }
 
-/// Renode machine names: the unit's name with anything but letters, digits, `-` and `_`
-/// replaced.
+/// Renode machine names: the unit's name with every character Renode's monitor would not read
+/// as part of one literal replaced by `_`.
 fn machine_name(unit: &str) -> String {
     unit.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            if super::renode::is_monitor_literal(c.encode_utf8(&mut [0; 4])) {
                 c
             } else {
                 '_'

@@ -1099,14 +1099,7 @@ impl DebugAccess for GdbLink {
             let r = self.read_memory_inner(address, len).await;
             self.restore(was_running).await?;
             let bytes = r?;
-            let halted = if was_running {
-                format!(
-                    " (halted {:.1} ms for the access)",
-                    started.elapsed().as_secs_f64() * 1e3
-                )
-            } else {
-                String::new()
-            };
+            let halted = halted_for(was_running, started);
             self.note(format!("{what}{halted}: {}", hex_preview(&bytes)));
             Ok(bytes)
         }
@@ -1127,14 +1120,7 @@ impl DebugAccess for GdbLink {
             let r = self.write_memory_inner(address, data).await;
             self.restore(was_running).await?;
             r?;
-            let halted = if was_running {
-                format!(
-                    " (halted {:.1} ms for the access)",
-                    started.elapsed().as_secs_f64() * 1e3
-                )
-            } else {
-                String::new()
-            };
+            let halted = halted_for(was_running, started);
             self.note(format!(
                 "wrote {} bytes at {address:#010x}{halted}: {}",
                 data.len(),
@@ -1229,6 +1215,19 @@ impl Drop for GdbLink {
     /// Detaches best effort without waiting, so the target keeps running.
     fn drop(&mut self) {
         self.detach_best_effort();
+    }
+}
+
+/// For an access note: how long a running target was halted for it (nothing if it was halted
+/// already).
+fn halted_for(was_running: bool, started: Instant) -> String {
+    if was_running {
+        format!(
+            " (halted {:.1} ms for the access)",
+            started.elapsed().as_secs_f64() * 1e3
+        )
+    } else {
+        String::new()
     }
 }
 
