@@ -2,6 +2,7 @@
 //! actions and reads the manufacturer's declarations, never a device's own commands, so any
 //! device described by a board file can be assessed.
 
+pub mod debug;
 pub mod disclosure;
 pub mod password;
 pub mod update;
@@ -10,7 +11,12 @@ use hilsec_core::test::Suite;
 
 /// Every suite, in the order `hilsec run` runs them.
 pub fn all() -> Vec<Suite> {
-    vec![password::suite(), update::suite(), disclosure::suite()]
+    vec![
+        password::suite(),
+        update::suite(),
+        disclosure::suite(),
+        debug::suite(),
+    ]
 }
 
 /// Names of all suites (for `--suite` and error messages).

@@ -58,6 +58,20 @@ enum Command {
     /// security.txt (RFC 9116) validation.
     #[command(subcommand)]
     Securitytxt(hilsec_securitytxt::cli::Command),
+    /// Debug probes (SWD/JTAG) attached to this machine.
+    #[command(subcommand)]
+    Probe(ProbeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProbeCommand {
+    /// List the attached probes with the `probe = "VID:PID:SERIAL"` a board file uses to select
+    /// each.
+    List {
+        /// One JSON object per probe instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const RUN_EXIT_STATUS: &str = "Exit status: 0 no fail and no error; 1 at least one fail; \
@@ -131,6 +145,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run(args),
         Command::List(args) => cmd_list(args),
         Command::CheckBoard { paths } => cmd_check_board(&paths),
+        Command::Probe(ProbeCommand::List { json }) => cmd_probe_list(json),
         Command::Image(cmd) => hilsec_image::cli::run(&cmd).unwrap_or_else(|e| {
             eprintln!("hilsec image: {e}");
             2
@@ -693,4 +708,51 @@ fn list(suites: &[Suite], boards: &[Board], env: &RunEnv) -> anyhow::Result<()> 
     }
     out.flush()?;
     Ok(())
+}
+
+/// `hilsec probe list`: the probes probe-rs finds over USB (no system library involved).
+fn cmd_probe_list(json: bool) -> i32 {
+    let probes = hilsec_core::iface::probe::list_probes();
+    if json {
+        for p in &probes {
+            let v = serde_json::json!({
+                "name": p.name,
+                "vendor_id": format!("{:04x}", p.vendor_id),
+                "product_id": format!("{:04x}", p.product_id),
+                "serial": p.serial,
+                "driver": p.driver,
+                "selector": p.selector,
+                "note": p.note,
+            });
+            println!("{v}");
+        }
+        return 0;
+    }
+    if probes.is_empty() {
+        println!("no probes found");
+        println!(
+            "(looked for USB debug probes: CMSIS-DAP v2, ST-Link, J-Link, ...; on Linux a probe \
+             that is attached but not listed usually lacks a udev rule giving your user access)"
+        );
+        return 0;
+    }
+    println!("{} probe(s) found:", probes.len());
+    for p in &probes {
+        println!(
+            "  {} ({}, {:04x}:{:04x}{})",
+            p.name,
+            p.driver,
+            p.vendor_id,
+            p.product_id,
+            p.serial
+                .as_deref()
+                .map(|s| format!(", serial {s}"))
+                .unwrap_or_default()
+        );
+        println!("    board file: probe = \"{}\"", p.selector);
+        if let Some(n) = &p.note {
+            println!("    note: {n}");
+        }
+    }
+    0
 }

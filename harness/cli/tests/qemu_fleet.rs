@@ -149,6 +149,52 @@ fn each_build_of_the_reference_firmware_gets_the_verdicts_of_its_weakness() {
 }
 
 #[test]
+fn the_debug_port_lock_test_finds_the_open_gdb_stub_of_production_builds() {
+    if !have_qemu() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let marker = format!("qd{}", std::process::id());
+    let boards = qemu_fleet_copy(tmp.path(), &marker);
+    let out = tmp.path().join("out");
+    let (b, o) = (
+        boards.to_str().expect("utf-8"),
+        out.to_str().expect("utf-8"),
+    );
+    let run = hilsec(
+        &["run", "--board", b, "--out", o, "--suite", "debug"],
+        tmp.path(),
+        Duration::from_secs(300),
+    );
+    assert_eq!(run.code(), 1, "open ports fail; stderr:\n{}", run.stderr);
+    let results = results(&out);
+    let records = results["tests"].as_array().expect("tests");
+    assert_eq!(records.len(), 5, "one lock test per unit");
+    // The flash's first words: the firmware's initial stack pointer and reset vector, as the
+    // ELF holds them.
+    for r in records {
+        assert_eq!(r["test"], "debug.port-locked");
+        assert_eq!(r["verdict"], "fail", "{r}");
+        let msg = r["message"].as_str().expect("message");
+        assert!(
+            msg.contains("is open") && msg.contains("16 bytes at 0x08000000"),
+            "{msg}"
+        );
+        let unit = r["board"].as_str().expect("unit");
+        let log = fs::read_to_string(
+            out.join("evidence")
+                .join(unit)
+                .join("debug.port-locked.log"),
+        )
+        .expect("evidence");
+        assert!(log.contains("read 16 bytes at 0x08000000"), "{log}");
+        assert!(log.contains("nothing is written"), "{log}");
+    }
+    let left = survivors_after(&marker, Duration::from_secs(10));
+    assert!(left.is_empty(), "QEMU outlived the run: {left:?}");
+}
+
+#[test]
 fn an_interrupted_or_killed_run_leaves_no_qemu_behind() {
     if !have_qemu() {
         return;

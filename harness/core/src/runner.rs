@@ -397,7 +397,10 @@ async fn run_unit_phase(
         let transcript = dev.begin_test();
         let timeout = ctx.cfg.test_timeout.unwrap_or(info.timeout);
         let wrong_unit = if std::mem::take(&mut identity_pending) {
-            check_identity(&mut dev, &unit, &model, &ctx.cancel).await
+            match prepare(&mut dev, &ctx.cancel).await {
+                Some(why) => Some(why),
+                None => check_identity(&mut dev, &unit, &model, &ctx.cancel).await,
+            }
         } else {
             None
         };
@@ -490,6 +493,35 @@ async fn run_unit_phase(
     state.blocked = blocked.map(|(why, _)| why);
     state.device = Some(dev);
     state
+}
+
+/// Before the first test of a unit, where the board defines `prepare`: run it once (a CI job
+/// flashes the build under test there, or powers the unit on). `Some(why)` when it failed:
+/// the unit's tests are then errors, since they would judge an unknown firmware.
+async fn prepare(dev: &mut Device, cancel: &CancellationToken) -> Option<String> {
+    if !dev.has_action("prepare") {
+        return None;
+    }
+    dev.note("preparing the unit (the board's action \"prepare\")");
+    let got = tokio::select! {
+        r = dev.run_action("prepare", &[]) => r,
+        _ = cancel.cancelled() => return None,
+    };
+    // The preparation's exchanges are not the test's.
+    let _ = dev.take_end_state();
+    let why = match got {
+        Ok(out) if out.accepted() => {
+            dev.note("the unit is prepared");
+            return None;
+        }
+        Ok(out) => format!(
+            "the unit could not be prepared: action \"prepare\" was refused ({})",
+            out.rejected.unwrap_or_default()
+        ),
+        Err(e) => format!("the unit could not be prepared: {e}"),
+    };
+    dev.note(&why);
+    Some(why)
 }
 
 /// Before the first test of a unit, where the board defines `read_identity`: is the unit that

@@ -225,12 +225,12 @@ async fn qemu_gdbstub() {
     );
     let e = link.read_memory(0x6000_0000, 4).await.unwrap_err();
     match &e {
-        LinkError::Protocol(m) => {
+        LinkError::Refused(m) => {
             assert!(m.contains("0x60000000"), "{m}");
             assert!(m.contains(&qemu.address()), "{m}");
             assert!(m.contains("E14"), "{m}");
         }
-        other => panic!("expected a protocol error, got {other:?}"),
+        other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(!link.is_closed(), "a refused read leaves the link usable");
     assert!(
@@ -549,7 +549,7 @@ async fn error_replies_name_the_address() {
     let mut link = connect_to(&addr, &t).await;
     let e = link.read_memory(0x2000_0000, 4).await.unwrap_err();
     match &e {
-        LinkError::Protocol(m) => {
+        LinkError::Refused(m) => {
             assert!(
                 m.contains("0x20000000") && m.contains("E14") && m.contains(&addr),
                 "{m}"

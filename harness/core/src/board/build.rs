@@ -90,6 +90,7 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
         lockout_window,
         max_guess_rate,
         public_identifiers: decl.public_identifiers.clone(),
+        production_firmware: decl.production_firmware,
         update: decl.update.as_ref().map(|u| {
             let resolve = |d: &mut Diag, p: &Spanned<String>| {
                 let full = path.parent().unwrap_or(Path::new(".")).join(p.get_ref());

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde_spanned::Spanned;
 
 use super::diag::{later, Diag};
-use super::model::{InterfaceSection, RawBoardFile};
+use super::model::{InterfaceSection, ProtocolValue, RawBoardFile};
 use super::values::{parse_duration, parse_template};
 use super::vars::check_global_var;
 use super::{
@@ -107,6 +107,7 @@ pub(crate) fn build_interfaces(
                             address,
                             reset_command: i.reset_command.as_ref().map(|r| r.get_ref().clone()),
                             running: i.running.as_ref().is_none_or(|r| *r.get_ref()),
+                            policy: super::hardware::debug_policy(d, i),
                             timeout,
                         };
                         interfaces.insert(name.clone(), Interface::Gdb(spec));
@@ -130,10 +131,31 @@ pub(crate) fn build_interfaces(
                     interfaces.insert(name.clone(), Interface::ModbusRtu(spec));
                 }
             }
+            "probe-rs" => {
+                if let Some(spec) =
+                    super::hardware::probe_rs_spec(d, name, i, span.clone(), timeout, &tmpl)
+                {
+                    interfaces.insert(name.clone(), Interface::ProbeRs(spec));
+                }
+            }
+            "rtt" => {
+                if let Some(spec) =
+                    super::hardware::rtt_spec(d, name, i, raw, span.clone(), timeout)
+                {
+                    interfaces.insert(name.clone(), Interface::Rtt(spec));
+                }
+            }
+            "power" => {
+                if let Some(spec) =
+                    super::hardware::power_spec(d, name, i, raw, span.clone(), timeout, &tmpl)
+                {
+                    interfaces.insert(name.clone(), Interface::Power(spec));
+                }
+            }
             other => d.at(
                 Some(i.kind.span()),
                 format!("unknown interface kind {other:?} for interface {name:?}"),
-                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\", \"gdb\" (a debug port)"),
+                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\", \"gdb\" and \"probe-rs\" (debug ports), \"rtt\" (a console through a debug port), \"power\""),
             ),
         }
     }
@@ -209,8 +231,8 @@ fn mqtt_spec(
     let v5 = match &i.protocol {
         None => false,
         Some(p) => match *p.get_ref() {
-            3 | 4 => false,
-            5 => {
+            ProtocolValue::Number(3 | 4) => false,
+            ProtocolValue::Number(5) => {
                 // Parsed so the key is known, but the link speaks 3.1.1 only: refuse rather
                 // than silently talk another protocol version.
                 d.at(
@@ -220,10 +242,18 @@ fn mqtt_spec(
                 );
                 true
             }
-            other => {
+            ProtocolValue::Number(other) => {
                 d.at(
                     Some(p.span()),
                     format!("mqtt protocol {other} is not supported"),
+                    Some("use 3 (MQTT 3.1.1) or 5"),
+                );
+                false
+            }
+            ProtocolValue::Name(ref other) => {
+                d.at(
+                    Some(p.span()),
+                    format!("mqtt protocol {other:?} is not supported"),
                     Some("use 3 (MQTT 3.1.1) or 5"),
                 );
                 false
@@ -286,35 +316,69 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
     let kind = i.kind.get_ref().as_str();
     let serialish = matches!(kind, "serial" | "modbus-rtu");
     let mqtt = kind == "mqtt";
+    let probe = kind == "probe-rs";
+    let debug_port = probe || kind == "gdb";
+    let rtt = kind == "rtt";
+    let power = kind == "power";
     let span = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.span());
     let keys = [
         ("path", span(&i.path), serialish),
         ("tcp", span(&i.tcp), serialish),
         ("baud", i.baud.as_ref().map(|v| v.span()), serialish),
-        ("broker", span(&i.broker), mqtt),
+        ("broker", span(&i.broker), mqtt || power),
         ("client_id", span(&i.client_id), mqtt),
-        ("username", span(&i.username), mqtt),
-        ("password", span(&i.password), mqtt),
-        ("protocol", i.protocol.as_ref().map(|v| v.span()), mqtt),
+        ("username", span(&i.username), mqtt || power),
+        ("password", span(&i.password), mqtt || power),
+        ("protocol", i.protocol.as_ref().map(|v| v.span()), mqtt || probe),
         ("ca", span(&i.ca), mqtt || kind == "http"),
         ("cert", span(&i.cert), mqtt),
         ("key", span(&i.key), mqtt),
         (
             "address",
             span(&i.address),
-            kind == "modbus-tcp" || kind == "gdb",
+            kind == "modbus-tcp" || kind == "gdb" || power,
         ),
         ("reset_command", span(&i.reset_command), kind == "gdb"),
         (
             "running",
             i.running.as_ref().map(|v| v.span()),
-            kind == "gdb",
+            debug_port,
         ),
         (
             "unit_id",
             i.unit_id.as_ref().map(|v| v.span()),
-            kind.starts_with("modbus"),
+            kind.starts_with("modbus") || power,
         ),
+        ("chip", span(&i.chip), probe),
+        ("probe", span(&i.probe), probe),
+        ("speed_khz", i.speed_khz.as_ref().map(|v| v.span()), probe),
+        (
+            "connect_under_reset",
+            i.connect_under_reset.as_ref().map(|v| v.span()),
+            probe,
+        ),
+        ("core", i.core.as_ref().map(|v| v.span()), probe),
+        (
+            "allow_flash",
+            i.allow_flash.as_ref().map(|v| v.span()),
+            debug_port,
+        ),
+        ("lock_test_address", span(&i.lock_test_address), debug_port),
+        ("debug", span(&i.debug), rtt),
+        ("control_block", span(&i.control_block), rtt),
+        ("scan", span(&i.scan), rtt),
+        ("up", i.up.as_ref().map(|v| v.span()), rtt),
+        ("down", i.down.as_ref().map(|v| v.span()), rtt),
+        ("poll", span(&i.poll), rtt),
+        ("driver", span(&i.driver), power),
+        ("on_command", span(&i.on_command), power),
+        ("off_command", span(&i.off_command), power),
+        ("cycle_command", span(&i.cycle_command), power),
+        ("coil", i.coil.as_ref().map(|v| v.span()), power),
+        ("on_value", i.on_value.as_ref().map(|v| v.span()), power),
+        ("topic", span(&i.topic), power),
+        ("relay", i.relay.as_ref().map(|v| v.span()), power),
+        ("off_time", span(&i.off_time), power),
     ];
     let mut wrong: Vec<(&str, Range<usize>)> = keys
         .into_iter()

@@ -21,6 +21,7 @@
 mod build;
 mod calls;
 pub mod diag;
+mod hardware;
 mod interfaces;
 mod load;
 pub mod model;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use regex::bytes::Regex;
 
 pub(crate) use build::parse_address;
+pub use hardware::flash_start;
 pub use diag::{BoardError, BoardErrors};
 pub use load::{load_boards, LoadMode};
 pub use model::PasswordMechanism;
@@ -94,6 +96,8 @@ pub struct Declarations {
     pub public_identifiers: Vec<String>,
     pub update: Option<UpdateDeclarations>,
     pub disclosure: Option<DisclosureDeclarations>,
+    /// The units run production firmware: the debug port is expected locked.
+    pub production_firmware: Option<bool>,
 }
 
 /// `[declarations.disclosure]`, parsed (templates rendered per unit by the device).
@@ -200,6 +204,84 @@ pub enum Interface {
     ModbusRtu(ModbusRtuSpec),
     Http(HttpSpec),
     Gdb(GdbSpec),
+    ProbeRs(ProbeRsSpec),
+    Rtt(RttSpec),
+    Power(PowerSpec),
+}
+
+/// What every debug port (GDB stub or probe) may declare besides how to reach it.
+#[derive(Debug, Clone, Default)]
+pub struct DebugPolicy {
+    /// `flash` steps may write this unit.
+    pub allow_flash: bool,
+    /// Where the `debug.port-locked` test reads (an address an unlocked unit lets the port
+    /// read).
+    pub lock_test_address: Option<u64>,
+}
+
+/// A debug probe driven by probe-rs (SWD or JTAG).
+#[derive(Debug, Clone)]
+pub struct ProbeRsSpec {
+    /// "VID:PID[:SERIAL]"; `None`: the only probe attached.
+    pub probe: Option<Template>,
+    pub chip: String,
+    pub protocol: Option<crate::iface::probe::Protocol>,
+    pub speed_khz: Option<u32>,
+    pub connect_under_reset: bool,
+    pub core: usize,
+    pub running: bool,
+    pub policy: DebugPolicy,
+    pub timeout: Duration,
+}
+
+/// A console over RTT channels in the unit's memory, read through a debug interface.
+#[derive(Debug, Clone)]
+pub struct RttSpec {
+    /// The debug interface.
+    pub debug: String,
+    pub control_block: Option<u64>,
+    /// Ranges searched for the control block (start, length).
+    pub scan: Vec<(u64, u64)>,
+    pub up: u32,
+    pub down: u32,
+    pub poll: Duration,
+    pub timeout: Duration,
+}
+
+/// How the unit's power is switched.
+#[derive(Debug, Clone)]
+pub struct PowerSpec {
+    pub driver: PowerDriverSpec,
+    /// How long a cycle keeps the unit off.
+    pub off_time: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum PowerDriverSpec {
+    /// Shell commands (templated).
+    Command {
+        on: Template,
+        off: Template,
+        cycle: Option<Template>,
+    },
+    /// A Modbus TCP relay coil.
+    ModbusCoil {
+        address: Template,
+        unit_id: u8,
+        coil: u16,
+        on_value: bool,
+    },
+    /// A Tasmota plug on an MQTT broker.
+    Tasmota {
+        broker: MqttBroker,
+        topic: Template,
+        relay: Option<u8>,
+        username: Option<Template>,
+        password: Option<Template>,
+    },
+    /// The emulated unit's own power (the emulator process).
+    Emulator,
 }
 
 /// A debug port speaking the GDB remote serial protocol (QEMU, Renode, OpenOCD, pyOCD,
@@ -212,6 +294,7 @@ pub struct GdbSpec {
     pub reset_command: Option<String>,
     /// The target runs when attached (resume it after attaching).
     pub running: bool,
+    pub policy: DebugPolicy,
     pub timeout: Duration,
 }
 
@@ -232,6 +315,23 @@ impl Interface {
             Interface::ModbusRtu(m) => m.timeout,
             Interface::Http(h) => h.timeout,
             Interface::Gdb(g) => g.timeout,
+            Interface::ProbeRs(p) => p.timeout,
+            Interface::Rtt(r) => r.timeout,
+            Interface::Power(p) => p.timeout,
+        }
+    }
+
+    /// Whether the interface is a debug port (memory, halt, reset, flash).
+    pub fn is_debug_port(&self) -> bool {
+        matches!(self, Interface::Gdb(_) | Interface::ProbeRs(_))
+    }
+
+    /// The debug port's policy (flashing, lock test), if the interface is one.
+    pub fn debug_policy(&self) -> Option<&DebugPolicy> {
+        match self {
+            Interface::Gdb(g) => Some(&g.policy),
+            Interface::ProbeRs(p) => Some(&p.policy),
+            _ => None,
         }
     }
 
@@ -244,6 +344,9 @@ impl Interface {
             Interface::ModbusRtu(_) => "modbus-rtu",
             Interface::Http(_) => "http",
             Interface::Gdb(_) => "gdb",
+            Interface::ProbeRs(_) => "probe-rs",
+            Interface::Rtt(_) => "rtt",
+            Interface::Power(_) => "power",
         }
     }
 
@@ -265,6 +368,31 @@ impl Interface {
             Interface::ModbusRtu(m) => vec![m.endpoint.template()],
             Interface::Http(h) => h.ca.iter().collect(),
             Interface::Gdb(g) => vec![&g.address],
+            Interface::ProbeRs(p) => p.probe.iter().collect(),
+            Interface::Rtt(_) => vec![],
+            Interface::Power(p) => match &p.driver {
+                PowerDriverSpec::Command { on, off, cycle } => {
+                    let mut v = vec![on, off];
+                    v.extend(cycle);
+                    v
+                }
+                PowerDriverSpec::ModbusCoil { address, .. } => vec![address],
+                PowerDriverSpec::Tasmota {
+                    broker,
+                    topic,
+                    username,
+                    password,
+                    ..
+                } => {
+                    let mut v = vec![topic];
+                    if let MqttBroker::Address(a) = broker {
+                        v.push(a);
+                    }
+                    v.extend(username.iter().chain(password.iter()));
+                    v
+                }
+                PowerDriverSpec::Emulator => vec![],
+            },
         }
     }
 }
@@ -444,6 +572,54 @@ pub enum Step {
     },
     /// The emulated unit: warm reset or power cycle.
     Emulator(EmulatorOp),
+    /// Debug port: write a firmware image (the port allows flashing).
+    Flash {
+        on: String,
+        file: Template,
+        /// `None`: from the rendered file name's extension.
+        format: Option<FlashFormat>,
+        base: Option<u64>,
+        verify: bool,
+        timeout: Duration,
+    },
+    /// Power on, off or cycle, through power interface `on` (`None`: the emulated unit's own
+    /// power).
+    Power {
+        on: Option<String>,
+        op: PowerOp,
+        timeout: Duration,
+    },
+}
+
+/// An image format as a flash step names it (`bin` takes the step's `base`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashFormat {
+    Elf,
+    Hex,
+    Bin,
+}
+
+impl FlashFormat {
+    /// The format a file name's extension implies: `.hex`/`.ihex` Intel HEX, `.bin` raw,
+    /// anything else ELF (`.elf`, `.axf`, `.out`, or none, as cargo writes them).
+    pub fn from_path(path: &str) -> FlashFormat {
+        let ext = std::path::Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("hex" | "ihex") => FlashFormat::Hex,
+            Some("bin") => FlashFormat::Bin,
+            _ => FlashFormat::Elf,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerOp {
+    On,
+    Off,
+    Cycle,
 }
 
 /// Most bytes one `read_memory` step reads.
@@ -454,6 +630,8 @@ pub enum DebugOp {
     Halt,
     Resume,
     Reset,
+    /// Reset and stay halted at the reset vector.
+    ResetHalt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,6 +688,7 @@ impl Step {
             } => ts.iter().collect(),
             Step::ReadMemory { address, .. } => vec![address],
             Step::WriteMemory { address, data, .. } => vec![address, data],
+            Step::Flash { file, .. } => vec![file],
             _ => Vec::new(),
         }
     }
@@ -569,6 +748,13 @@ pub enum SecretSpec {
     Known(String),
     /// Read from the device by running `action` and taking its capture `capture`.
     FromAction { action: String, capture: String },
+    /// Read through debug port `on`: text of at most `length` bytes at `address`, up to the
+    /// first NUL or erased (0xff) byte.
+    FromMemory {
+        on: String,
+        address: u64,
+        length: usize,
+    },
 }
 
 impl std::fmt::Debug for SecretSpec {
@@ -578,6 +764,11 @@ impl std::fmt::Debug for SecretSpec {
             SecretSpec::FromAction { action, capture } => {
                 write!(f, "FromAction({action}.{capture})")
             }
+            SecretSpec::FromMemory {
+                on,
+                address,
+                length,
+            } => write!(f, "FromMemory({on}: {length} bytes at {address:#010x})"),
         }
     }
 }

@@ -74,6 +74,9 @@ pub struct Declarations {
     /// The update suite's inputs (EN 303 645 5.3): how updates reach the unit and what the lab
     /// holds to make a genuine image.
     pub update: Option<Spanned<UpdateDeclarations>>,
+    /// The units run production firmware, as shipped: the debug port is expected disabled
+    /// (EN 303 645 5.6-4), which the `debug.port-locked` test checks.
+    pub production_firmware: Option<bool>,
     /// Where the manufacturer publishes its disclosure policy, security.txt, support period
     /// and CSAF metadata (EN 303 645 5.2-1, 5.3-13; PSTI Sch.1 paras 2-3).
     pub disclosure: Option<Spanned<DisclosureDeclarations>>,
@@ -202,8 +205,9 @@ pub struct InterfaceSection {
     /// mqtt: user name and password (templated; may use `{secret.password}`).
     pub username: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
-    /// mqtt: 3 (3.1.1, the default); 5 is refused (not supported yet).
-    pub protocol: Option<Spanned<u8>>,
+    /// mqtt: 3 (3.1.1, the default); 5 is refused (not supported yet). probe-rs: "swd" or
+    /// "jtag".
+    pub protocol: Option<Spanned<ProtocolValue>>,
     /// http: an extra trusted CA (PEM path, templated). mqtt over TLS: CA bundle, client
     /// certificate and key (PEM, relative to the file), refused today (not supported yet).
     pub ca: Option<Spanned<String>>,
@@ -219,6 +223,60 @@ pub struct InterfaceSection {
     /// gdb: whether the target runs when the harness attaches (default true: it is resumed
     /// after attaching, since stubs halt the target on attach).
     pub running: Option<Spanned<bool>>,
+
+    /// probe-rs: the target chip as probe-rs names it, e.g. "STM32F411RETx".
+    pub chip: Option<Spanned<String>>,
+    /// probe-rs: which probe, "VID:PID" or "VID:PID:SERIAL" (default: the only one attached).
+    pub probe: Option<Spanned<String>>,
+    /// probe-rs: SWD/JTAG clock in kHz.
+    pub speed_khz: Option<Spanned<u32>>,
+    /// probe-rs: hold the reset line while attaching (firmware that disables the debug pins
+    /// early, or sleeps).
+    pub connect_under_reset: Option<Spanned<bool>>,
+    /// probe-rs: the core to debug (default 0).
+    pub core: Option<Spanned<usize>>,
+    /// Debug ports: whether `flash` steps may write this unit (default false).
+    pub allow_flash: Option<Spanned<bool>>,
+    /// Debug ports: an address an unlocked unit lets the port read (its flash, say), where
+    /// the `debug.port-locked` test tries to read.
+    pub lock_test_address: Option<Spanned<String>>,
+
+    /// rtt: the debug interface whose memory carries the RTT channels.
+    pub debug: Option<Spanned<String>>,
+    /// rtt: the control block's address, when known (e.g. from the firmware's map file).
+    pub control_block: Option<Spanned<String>>,
+    /// rtt: where to search for the control block: "START..END" or "START+LENGTH".
+    pub scan: Option<Spanned<String>>,
+    /// rtt: channel numbers (default 0 and 0).
+    pub up: Option<Spanned<u32>>,
+    pub down: Option<Spanned<u32>>,
+    /// rtt: polling interval (default "10ms").
+    pub poll: Option<Spanned<String>>,
+
+    /// power: "command", "modbus-coil", "tasmota" or "emulator".
+    pub driver: Option<Spanned<String>>,
+    /// power, driver "command": shell commands (templated).
+    pub on_command: Option<Spanned<String>>,
+    pub off_command: Option<Spanned<String>>,
+    pub cycle_command: Option<Spanned<String>>,
+    /// power, driver "modbus-coil": the relay's coil (with `address` and `unit_id`).
+    pub coil: Option<Spanned<u16>>,
+    /// power, driver "modbus-coil": coil value that means power on (default true).
+    pub on_value: Option<Spanned<bool>>,
+    /// power, driver "tasmota": the plug's topic (with `broker`, `username`, `password`).
+    pub topic: Option<Spanned<String>>,
+    /// power, driver "tasmota": relay number of a multi-relay plug (`POWER<n>`).
+    pub relay: Option<Spanned<u8>>,
+    /// power: how long a power cycle keeps the unit off (default "2s").
+    pub off_time: Option<Spanned<String>>,
+}
+
+/// `protocol` holds an MQTT version (a number) or a debug wire protocol (a name).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ProtocolValue {
+    Number(u8),
+    Name(String),
 }
 
 /// A named device operation the suites rely on, as a recipe of steps.
@@ -320,8 +378,19 @@ pub struct StepSection {
     pub length: Option<Spanned<usize>>,
     /// Debug port: write `value` (hex bytes, templated) at this address.
     pub write_memory: Option<Spanned<String>>,
-    /// Debug port: `halt`, `resume` or `reset`.
+    /// Debug port: `halt`, `resume`, `reset` or `reset_halt`.
     pub debug: Option<Spanned<String>>,
+    /// Debug port: write this firmware image (templated path) into the unit; the interface
+    /// must say `allow_flash = true`. `format` is "elf", "hex" or "bin" (default: from the
+    /// file name's extension); a "bin" image needs `base`, the address it goes to.
+    pub flash: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub base: Option<Spanned<String>>,
+    /// With `flash`: read back and compare (default true).
+    pub verify: Option<bool>,
+    /// Power control: `on`, `off` or `cycle`, on a `power` interface (or, without one, the
+    /// emulated unit's own power).
+    pub power: Option<Spanned<String>>,
     /// The emulated unit: `reset` (warm: QMP `system_reset`, Renode `machine Reset`) or
     /// `power_cycle` (the emulator is stopped and started again).
     pub emulator: Option<Spanned<String>>,
@@ -357,4 +426,9 @@ pub struct SecretSource {
     /// An action whose capture named `capture` yields it.
     pub action: Option<Spanned<String>>,
     pub capture: Option<String>,
+    /// Read through a debug port (`on`): at most `length` bytes of text at this address
+    /// (an OTP or configuration region), up to the first NUL or erased (0xff) byte.
+    pub memory: Option<Spanned<String>>,
+    pub length: Option<Spanned<usize>>,
+    pub on: Option<Spanned<String>>,
 }

@@ -19,7 +19,7 @@ use super::model::{RawBoardFile, StepSection};
 use super::values::{compile_bytes_regex, parse_duration, parse_template};
 use super::vars::{check_global_var, chunk_vars, identify_fields, param_fields};
 use super::{
-    Body, ChunkEncoding, DebugOp, EmulatorOp, Interface, ModbusTable, ModbusWriteTarget, Step,
+    Body, ChunkEncoding, DebugOp, EmulatorOp, FlashFormat, Interface, PowerOp, ModbusTable, ModbusWriteTarget, Step,
     DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
@@ -46,6 +46,8 @@ const VERBS: &[&str] = &[
     "write_memory",
     "debug",
     "emulator",
+    "flash",
+    "power",
 ];
 
 fn verbs_of(s: &StepSection) -> Vec<&'static str> {
@@ -74,6 +76,8 @@ fn verbs_of(s: &StepSection) -> Vec<&'static str> {
         s.write_memory.is_some(),
         s.debug.is_some(),
         s.emulator.is_some(),
+        s.flash.is_some(),
+        s.power.is_some(),
     ];
     VERBS
         .iter()
@@ -81,6 +85,15 @@ fn verbs_of(s: &StepSection) -> Vec<&'static str> {
         .filter(|(_, p)| *p)
         .map(|(v, _)| *v)
         .collect()
+}
+
+/// The board's power interface when it has exactly one (the default of `power` steps).
+fn power_interface(interfaces: &BTreeMap<String, Interface>) -> Option<String> {
+    let mut power = interfaces.iter().filter(|(_, i)| i.kind() == "power");
+    match (power.next(), power.next()) {
+        (Some((name, _)), None) => Some(name.clone()),
+        _ => None,
+    }
 }
 
 fn is_modbus_read(s: &StepSection) -> bool {
@@ -152,6 +165,8 @@ pub(crate) fn build_step(
             s.length.as_ref().map(|a| a.span()),
             verb == "read_memory",
         ),
+        ("format", s.format.as_ref().map(|a| a.span()), verb == "flash"),
+        ("base", s.base.as_ref().map(|a| a.span()), verb == "flash"),
     ] {
         if let (Some(sp), false) = (present, ok) {
             d.at(
@@ -180,7 +195,22 @@ pub(crate) fn build_step(
         }
         None => action_on.map(str::to_string),
     };
-    let needs_iface = !matches!(verb, "wait" | "call" | "chunks" | "emulator");
+    // A power step's default is the board's power interface, not the action's (a console,
+    // say); without one, an emulated unit's own power.
+    let on = if verb == "power" && s.on.is_none() {
+        power_interface(interfaces)
+    } else {
+        on
+    };
+    if verb == "power" && on.is_none() && raw.emulator.is_none() {
+        d.at(
+            Some(span),
+            format!("action {action:?}: a `power` step needs a power interface, and the board declares none"),
+            Some("declare one, e.g. [interfaces.power] kind = \"power\", driver = \"command\", on_command = \"...\", off_command = \"...\" (see boards/README.md, \"Power control\")"),
+        );
+        return None;
+    }
+    let needs_iface = !matches!(verb, "wait" | "call" | "chunks" | "emulator" | "power");
     if needs_iface && on.is_none() {
         d.at(Some(span), format!("action {action:?}: this step talks to the device but the board declares no interface"), Some("declare one under [interfaces.NAME]"));
         return None;
@@ -189,10 +219,10 @@ pub(crate) fn build_step(
     // The step's verb must suit its interface's kind.
     if needs_iface {
         let want: &[&str] = match verb {
-            "send" | "expect" => &["serial"],
+            "send" | "expect" => &["serial", "rtt"],
             "publish" | "await" => &["mqtt"],
             "get" => &["http"],
-            "read_memory" | "write_memory" | "debug" => &["gdb"],
+            "read_memory" | "write_memory" | "debug" | "flash" => &["gdb", "probe-rs"],
             _ => &["modbus-tcp", "modbus-rtu"],
         };
         if let Some(i) = interfaces.get(&on) {
@@ -206,6 +236,22 @@ pub(crate) fn build_step(
                         i.kind()
                     ),
                     Some("name the right interface with `on`, or set the action's `on`"),
+                );
+                return None;
+            }
+        }
+    }
+    if verb == "power" {
+        if let Some(i) = s.on.as_ref().and_then(|o| interfaces.get(o.get_ref()).map(|i| (o, i))) {
+            if i.1.kind() != "power" {
+                d.at(
+                    Some(i.0.span()),
+                    format!(
+                        "action {action:?}: `power` needs a power interface, but {:?} is {}",
+                        i.0.get_ref(),
+                        i.1.kind()
+                    ),
+                    Some("name a power interface with `on`, or leave `on` out to use the board's"),
                 );
                 return None;
             }
@@ -619,16 +665,97 @@ pub(crate) fn build_step(
                 "halt" => DebugOp::Halt,
                 "resume" => DebugOp::Resume,
                 "reset" => DebugOp::Reset,
+                "reset_halt" => DebugOp::ResetHalt,
                 other => {
                     d.at(
                         Some(op.span()),
                         format!("unknown debug operation {other:?}"),
-                        Some("use \"halt\", \"resume\" or \"reset\""),
+                        Some("use \"halt\", \"resume\", \"reset\" or \"reset_halt\""),
                     );
                     return None;
                 }
             };
             Some(Step::Debug { on, op, timeout })
+        }
+        "flash" => {
+            let file = s.flash.as_ref()?;
+            let allowed = interfaces
+                .get(&on)
+                .and_then(Interface::debug_policy)
+                .is_some_and(|p| p.allow_flash);
+            if !allowed {
+                d.at(
+                    Some(file.span()),
+                    format!("action {action:?}: interface {on:?} does not allow flashing"),
+                    Some("flashing overwrites the unit's firmware: say so on the debug interface with allow_flash = true"),
+                );
+                return None;
+            }
+            let format = match &s.format {
+                None => None,
+                Some(f) => match f.get_ref().as_str() {
+                    "elf" => Some(FlashFormat::Elf),
+                    "hex" => Some(FlashFormat::Hex),
+                    "bin" => Some(FlashFormat::Bin),
+                    other => {
+                        d.at(
+                            Some(f.span()),
+                            format!("unknown image format {other:?}"),
+                            Some("use \"elf\", \"hex\" (Intel HEX) or \"bin\" (with `base`)"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            let base = match &s.base {
+                None => None,
+                Some(b) => match super::parse_address(b.get_ref()) {
+                    Some(a) => Some(a),
+                    None => {
+                        d.at(
+                            Some(b.span()),
+                            format!("{:?} is not an address", b.get_ref()),
+                            Some("write it in hex, e.g. base = \"0x08000000\""),
+                        );
+                        return None;
+                    }
+                },
+            };
+            if format == Some(FlashFormat::Bin) && base.is_none() {
+                d.at(
+                    s.format.as_ref().map(|f| f.span()),
+                    "a \"bin\" image needs `base`: the address its first byte goes to",
+                    Some("add e.g. base = \"0x08000000\""),
+                );
+                return None;
+            }
+            let file = template(d, file, known)?;
+            Some(Step::Flash {
+                on,
+                file,
+                format,
+                base,
+                verify: s.verify.unwrap_or(true),
+                timeout,
+            })
+        }
+        "power" => {
+            let op = s.power.as_ref()?;
+            let op = match op.get_ref().as_str() {
+                "on" => PowerOp::On,
+                "off" => PowerOp::Off,
+                "cycle" => PowerOp::Cycle,
+                other => {
+                    d.at(
+                        Some(op.span()),
+                        format!("unknown power operation {other:?}"),
+                        Some("use \"on\", \"off\" or \"cycle\""),
+                    );
+                    return None;
+                }
+            };
+            let on = if on.is_empty() { None } else { Some(on) };
+            Some(Step::Power { on, op, timeout })
         }
         "emulator" => {
             let op = s.emulator.as_ref()?;

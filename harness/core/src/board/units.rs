@@ -119,17 +119,25 @@ fn resolve_secret(
     env_optional: bool,
 ) -> Option<SecretSpec> {
     let s = p.get_ref();
-    let n = [s.value.is_some(), s.env.is_some(), s.action.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let n = [
+        s.value.is_some(),
+        s.env.is_some(),
+        s.action.is_some(),
+        s.memory.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if n != 1 {
         d.at(
             Some(p.span()),
-            "a secret needs exactly one of `value`, `env` or `action` (with `capture`)",
+            "a secret needs exactly one of `value`, `env`, `action` (with `capture`) or `memory` (with `length` and `on`)",
             Some("e.g. password = { env = \"PLUG1_PASSWORD\" }"),
         );
         return None;
+    }
+    if let Some(m) = &s.memory {
+        return memory_secret(d, p, m, model);
     }
     if let Some(v) = &s.value {
         return Some(SecretSpec::Known(v.clone()));
@@ -176,6 +184,84 @@ fn resolve_secret(
     Some(SecretSpec::FromAction {
         action: action.get_ref().clone(),
         capture,
+    })
+}
+
+/// A secret read through a debug port: `memory` (address), `length` and `on` (a debug
+/// interface of the model).
+fn memory_secret(
+    d: &mut Diag,
+    p: &Spanned<SecretSource>,
+    m: &Spanned<String>,
+    model: &Model,
+) -> Option<SecretSpec> {
+    let s = p.get_ref();
+    let address = match super::build::parse_address(m.get_ref()) {
+        Some(a) => a,
+        None => {
+            d.at(
+                Some(m.span()),
+                format!("{:?} is not an address", m.get_ref()),
+                Some("write it in hex (\"0x1fff7800\") or decimal"),
+            );
+            return None;
+        }
+    };
+    let Some(length) = s.length.as_ref() else {
+        d.at(
+            Some(p.span()),
+            "a secret read from memory needs `length`: the most bytes it can take",
+            Some("e.g. password = { memory = \"0x1fff7800\", length = 32, on = \"swd\" }"),
+        );
+        return None;
+    };
+    let length = *length.get_ref();
+    if length == 0 || length > 4096 {
+        d.at(
+            s.length.as_ref().map(|l| l.span()),
+            format!("length {length} is out of range"),
+            Some("a secret is 1 to 4096 bytes"),
+        );
+        return None;
+    }
+    let debug_ports: Vec<&str> = model
+        .interfaces
+        .iter()
+        .filter(|(_, i)| i.is_debug_port())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let on = match (&s.on, debug_ports.as_slice()) {
+        (Some(on), _) if debug_ports.contains(&on.get_ref().as_str()) => on.get_ref().clone(),
+        (Some(on), _) => {
+            d.at(
+                Some(on.span()),
+                format!(
+                    "{:?} is not a debug interface of the model (debug interfaces: {})",
+                    on.get_ref(),
+                    if debug_ports.is_empty() {
+                        "none".to_string()
+                    } else {
+                        debug_ports.join(", ")
+                    }
+                ),
+                Some("declare one with kind = \"probe-rs\" or \"gdb\""),
+            );
+            return None;
+        }
+        (None, [only]) => only.to_string(),
+        (None, _) => {
+            d.at(
+                Some(p.span()),
+                "a secret read from memory needs `on`: the debug interface to read it through",
+                Some("add e.g. on = \"swd\""),
+            );
+            return None;
+        }
+    };
+    Some(SecretSpec::FromMemory {
+        on,
+        address,
+        length,
     })
 }
 

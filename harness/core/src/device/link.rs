@@ -11,9 +11,11 @@ use std::time::Duration;
 use super::{ActionError, Device};
 use crate::board::{
     GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
-    SerialEndpoint, SerialSpec,
+    PowerDriverSpec, PowerSpec, ProbeRsSpec, RttSpec, SerialEndpoint, SerialSpec,
 };
 use crate::iface::debug::DebugAccess;
+use crate::iface::power::PowerLink;
+use crate::iface::rtt::SharedDebug;
 use crate::iface::modbus::ModbusLink;
 use crate::iface::mqtt::{split_address, MqttLink, MqttParams};
 use crate::iface::serial::Console;
@@ -27,7 +29,16 @@ pub(super) enum Link {
     Mqtt(MqttLink),
     Modbus(ModbusLink),
     Http(Arc<crate::iface::http::HttpClient>),
-    Debug(Box<dyn DebugAccess>),
+    Debug(DebugPort),
+    Power(PowerLink),
+}
+
+/// A debug link, shared: steps use it, and so does an RTT console's pump, between its polls.
+pub(super) struct DebugPort {
+    pub(super) shared: SharedDebug,
+    /// A test's transcript not yet handed to the link (it was locked by the RTT pump when the
+    /// test began); handed over at the next use.
+    pub(super) pending: Option<Transcript>,
 }
 
 impl Link {
@@ -37,7 +48,9 @@ impl Link {
             Link::Mqtt(m) => m.is_closed(),
             Link::Modbus(m) => m.is_closed(),
             Link::Http(_) => false,
-            Link::Debug(d) => d.is_closed(),
+            // Locked: in use by an RTT pump, so not known closed.
+            Link::Debug(d) => d.shared.try_lock().is_ok_and(|g| g.is_closed()),
+            Link::Power(p) => p.is_closed(),
         }
     }
 
@@ -54,7 +67,14 @@ impl Link {
                 m.drain_before_test();
             }
             Link::Modbus(m) => m.set_transcript(t.clone()),
-            Link::Debug(d) => d.set_transcript(t.clone()),
+            Link::Debug(d) => match d.shared.try_lock() {
+                Ok(mut g) => {
+                    g.set_transcript(t.clone());
+                    d.pending = None;
+                }
+                Err(_) => d.pending = Some(t.clone()),
+            },
+            Link::Power(p) => p.set_transcript(t.clone()),
             Link::Http(_) => {}
         }
     }
@@ -90,6 +110,9 @@ impl Device {
                 Interface::ModbusTcp(m) => self.open_modbus_tcp(iface, m, timeout).await?,
                 Interface::ModbusRtu(m) => self.open_modbus_rtu(iface, m, timeout).await?,
                 Interface::Gdb(g) => self.open_gdb(iface, g, timeout).await?,
+                Interface::ProbeRs(p) => self.open_probe_rs(iface, p).await?,
+                Interface::Rtt(r) => self.open_rtt(iface, r).await?,
+                Interface::Power(p) => self.open_power(iface, p).await?,
             };
             self.links.insert(iface.to_string(), link);
         }
@@ -240,7 +263,7 @@ impl Device {
             };
             match crate::iface::gdb::GdbLink::connect(iface, &addr, timeout, t.clone(), opts).await
             {
-                Ok(link) => return Ok(Link::Debug(Box::new(link))),
+                Ok(link) => return Ok(debug_port(Box::new(link))),
                 Err(LinkError::Open { detail, .. })
                     if detail.contains("refused") && tokio::time::Instant::now() < deadline =>
                 {
@@ -251,16 +274,161 @@ impl Device {
         }
     }
 
-    /// The open debug link of interface `on`.
+    /// A debug probe driven by probe-rs.
+    async fn open_probe_rs(&mut self, iface: &str, p: &ProbeRsSpec) -> Result<Link, LinkError> {
+        let selector = match &p.probe {
+            Some(t) => Some(self.render_for(iface, t)?),
+            None => None,
+        };
+        let opts = crate::iface::probe::ProbeOptions {
+            selector,
+            chip: p.chip.clone(),
+            protocol: p.protocol,
+            speed_khz: p.speed_khz,
+            connect_under_reset: p.connect_under_reset,
+            core: p.core,
+            running: p.running,
+            timeout: p.timeout,
+        };
+        let t = self.transcript.clone();
+        let link = crate::iface::probe::ProbeRsLink::open(iface, &opts, t).await?;
+        Ok(debug_port(Box::new(link)))
+    }
+
+    /// An RTT console: the debug link it reads through is opened (or shared) first.
+    async fn open_rtt(&mut self, iface: &str, r: &RttSpec) -> Result<Link, LinkError> {
+        let timeout = self.iface_timeout(&r.debug);
+        let shared = match Box::pin(self.link(&r.debug, timeout)).await? {
+            Link::Debug(d) => d.shared.clone(),
+            _ => {
+                return Err(open_error(
+                    iface,
+                    format!("{:?} is not a debug port", r.debug),
+                ))
+            }
+        };
+        let opts = crate::iface::rtt::RttOptions {
+            control_block: r.control_block,
+            scan: r.scan.clone(),
+            up: r.up,
+            down: r.down,
+            poll: r.poll,
+            timeout: r.timeout,
+        };
+        let t = self.transcript.clone();
+        t.note(format!("{iface}: opening the RTT console through {}", r.debug));
+        Ok(Link::Console(
+            crate::iface::rtt::open_console(iface, shared, &opts, t).await?,
+        ))
+    }
+
+    /// A power switch: shell commands, a Modbus relay coil or a Tasmota plug (the emulator's
+    /// own power needs no link; see `step_power`).
+    async fn open_power(&mut self, iface: &str, p: &PowerSpec) -> Result<Link, LinkError> {
+        use crate::iface::power::{PowerDriver, PowerLink};
+        let driver = match &p.driver {
+            PowerDriverSpec::Command { on, off, cycle } => PowerDriver::Command {
+                on: self.render_for(iface, on)?,
+                off: self.render_for(iface, off)?,
+                cycle: match cycle {
+                    Some(c) => Some(self.render_for(iface, c)?),
+                    None => None,
+                },
+            },
+            PowerDriverSpec::ModbusCoil {
+                address,
+                unit_id,
+                coil,
+                on_value,
+            } => PowerDriver::ModbusCoil {
+                address: self.render_for(iface, address)?,
+                unit_id: *unit_id,
+                coil: *coil,
+                on_value: *on_value,
+            },
+            PowerDriverSpec::Tasmota {
+                broker,
+                topic,
+                relay,
+                username,
+                password,
+            } => {
+                let broker = match broker {
+                    MqttBroker::Embedded => match self.globals.get("broker.address") {
+                        Some(a) => a.expose().to_string(),
+                        None => {
+                            return Err(open_error(iface, "no embedded broker is running".into()))
+                        }
+                    },
+                    MqttBroker::Address(a) => self.render_for(iface, a)?,
+                };
+                let credentials = match (username, password) {
+                    (Some(u), p) => {
+                        let pass = match p {
+                            Some(p) => {
+                                let r = p
+                                    .render(&self.globals)
+                                    .map_err(|detail| open_error(iface, detail.to_string()))?;
+                                for s in &r.secrets {
+                                    self.redactor.add(s);
+                                }
+                                r.text
+                            }
+                            None => String::new(),
+                        };
+                        Some((self.render_for(iface, u)?, pass))
+                    }
+                    _ => None,
+                };
+                PowerDriver::Tasmota {
+                    broker,
+                    topic: self.render_for(iface, topic)?,
+                    relay: *relay,
+                    client_id: format!("hilsec-{}-{iface}", self.unit.name),
+                    credentials,
+                }
+            }
+            PowerDriverSpec::Emulator => {
+                return Err(open_error(
+                    iface,
+                    "the emulator's power is switched without a link".into(),
+                ))
+            }
+        };
+        let t = self.transcript.clone();
+        Ok(Link::Power(
+            PowerLink::open(iface, driver, p.timeout, t).await?,
+        ))
+    }
+
+    /// The open debug link of interface `on` (shared with an RTT console on it, if any).
     pub(super) async fn debug_link(
         &mut self,
         at: &super::steps::At<'_>,
         on: &str,
         timeout: Duration,
-    ) -> Result<&mut Box<dyn DebugAccess>, ActionError> {
+    ) -> Result<SharedDebug, ActionError> {
         match self.link(on, timeout).await.map_err(|e| at.link(e))? {
-            Link::Debug(d) => Ok(d),
+            Link::Debug(d) => {
+                if let Some(t) = d.pending.take() {
+                    d.shared.lock().await.set_transcript(t);
+                }
+                Ok(d.shared.clone())
+            }
             _ => Err(at.tmpl(format!("interface {on:?} is not a debug port"))),
+        }
+    }
+
+    /// The open power link of interface `on`.
+    pub(super) async fn power_link(
+        &mut self,
+        at: &super::steps::At<'_>,
+        on: &str,
+        timeout: Duration,
+    ) -> Result<&mut PowerLink, ActionError> {
+        match self.link(on, timeout).await.map_err(|e| at.link(e))? {
+            Link::Power(p) => Ok(p),
+            _ => Err(at.tmpl(format!("interface {on:?} is not a power interface"))),
         }
     }
 
@@ -301,6 +469,14 @@ impl Device {
             }
         })
     }
+}
+
+/// A debug link as the device keeps it.
+fn debug_port(link: Box<dyn DebugAccess>) -> Link {
+    Link::Debug(DebugPort {
+        shared: Arc::new(tokio::sync::Mutex::new(link)),
+        pending: None,
+    })
 }
 
 /// An open error of interface `iface`.

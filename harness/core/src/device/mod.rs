@@ -21,6 +21,7 @@ use crate::template::Vars;
 use crate::transcript::Transcript;
 
 mod emulated;
+pub use emulated::LockTestTarget;
 mod link;
 mod steps;
 
@@ -396,7 +397,7 @@ impl Device {
                         self.unreachable = Some(source.to_string());
                     }
                 }
-                LinkError::Protocol(_) => self.liveness = Liveness::Answered,
+                LinkError::Protocol(_) | LinkError::Refused(_) => self.liveness = Liveness::Answered,
             },
             Err(_) => {}
         }
@@ -433,8 +434,14 @@ impl Device {
         if self.password.is_some() {
             return Ok(self.password.clone());
         }
-        let Some(SecretSpec::FromAction { action, capture }) = self.unit.password.clone() else {
-            return Ok(None);
+        let (action, capture) = match self.unit.password.clone() {
+            Some(SecretSpec::FromAction { action, capture }) => (action, capture),
+            Some(SecretSpec::FromMemory {
+                on,
+                address,
+                length,
+            }) => return self.password_from_memory(&on, address, length).await.map(Some),
+            _ => return Ok(None),
         };
         let out = self.run_action(&action, &[]).await?;
         let Some(p) = out.captures.get(&capture) else {
@@ -445,6 +452,57 @@ impl Device {
         self.globals.insert("secret.password".into(), v.clone());
         self.password = Some(v.clone());
         Ok(Some(v))
+    }
+
+    /// The unit's password as the board declares it sits in memory (OTP, a configuration
+    /// region): read quietly through debug port `on` (the bytes never reach the evidence),
+    /// text up to the first NUL or erased byte.
+    async fn password_from_memory(
+        &mut self,
+        on: &str,
+        address: u64,
+        length: usize,
+    ) -> Result<SecretValue, ActionError> {
+        let at = steps::At::new("(unit password)", "read from memory");
+        let timeout = self.iface_timeout(on);
+        let dbg = self.debug_link(&at, on, timeout).await?;
+        let mut dbg = dbg.lock().await;
+        dbg.set_quiet(true);
+        let read = tokio::time::timeout(timeout, dbg.read_memory(address, length)).await;
+        dbg.set_quiet(false);
+        drop(dbg);
+        let bytes = match read {
+            Ok(r) => r.map_err(|e| at.link(e))?,
+            Err(_) => {
+                return Err(at.link(LinkError::Timeout {
+                    pattern: "an answer to read_memory".into(),
+                    waited: timeout,
+                    tail: String::new(),
+                }))
+            }
+        };
+        let end = bytes
+            .iter()
+            .position(|b| *b == 0 || *b == 0xff)
+            .unwrap_or(bytes.len());
+        let text = std::str::from_utf8(&bytes[..end])
+            .ok()
+            .filter(|t| !t.is_empty() && t.chars().all(|c| !c.is_control()))
+            .ok_or_else(|| {
+                at.link(LinkError::Protocol(format!(
+                    "the {length} bytes at {address:#010x} hold no password text (empty, erased, or not printable UTF-8); check the address the board declares"
+                )))
+            })?
+            .to_string();
+        self.redactor.add(&text);
+        self.transcript.note(format!(
+            "read the unit's password through {on}: {} bytes at {address:#010x} (not shown)",
+            text.len()
+        ));
+        let v = SecretValue::secret(text);
+        self.globals.insert("secret.password".into(), v.clone());
+        self.password = Some(v.clone());
+        Ok(v)
     }
 
     /// Runs a named action with arguments.

@@ -42,7 +42,11 @@ pub(super) struct At<'s> {
     step: &'s str,
 }
 
-impl At<'_> {
+impl<'s> At<'s> {
+    pub(super) fn new(action: &'s str, step: &'s str) -> At<'s> {
+        At { action, step }
+    }
+
     pub(super) fn link(&self, source: LinkError) -> ActionError {
         ActionError::Link {
             action: self.action.into(),
@@ -266,6 +270,27 @@ impl Device {
                     .await
             }
             Step::Debug { on, op, timeout } => self.step_debug(&at, on, *op, *timeout).await,
+            Step::Flash {
+                on,
+                file,
+                format,
+                base,
+                verify,
+                timeout,
+            } => {
+                let flash = super::emulated::FlashStep {
+                    on,
+                    file,
+                    format: *format,
+                    base: *base,
+                    verify: *verify,
+                    timeout: *timeout,
+                };
+                self.step_flash(&at, ctx, flash).await
+            }
+            Step::Power { on, op, timeout } => {
+                self.step_power(&at, on.as_deref(), *op, *timeout).await
+            }
             Step::Call { action, args } => self.step_call(&at, ctx, out, action, args).await,
             Step::Chunks {
                 data,

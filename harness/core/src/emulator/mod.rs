@@ -230,6 +230,8 @@ pub struct RunningEmulator {
     pub vars: BTreeMap<String, String>,
     tail: Arc<Mutex<Vec<String>>>,
     console: Option<(String, Console)>,
+    /// Powered off by a `power` step (the process is gone on purpose).
+    powered_off: bool,
 }
 
 impl RunningEmulator {
@@ -290,14 +292,35 @@ impl RunningEmulator {
     /// Cold power cycle: the process is stopped and started again with the same command line,
     /// ports and data; it must become ready again within its ready timeout.
     pub async fn power_cycle(&mut self) -> Result<(), EmulatorError> {
+        self.power_off().await;
+        self.power_on().await
+    }
+
+    /// Power off: the process is stopped (its memory is gone, as a board's RAM would be).
+    pub async fn power_off(&mut self) {
         self.kill().await;
         self.console = None;
+        self.powered_off = true;
+    }
+
+    /// Power on after [`RunningEmulator::power_off`]: started again with the same command
+    /// line, ports and data, ready within its ready timeout. Nothing to do when it runs.
+    pub async fn power_on(&mut self) -> Result<(), EmulatorError> {
+        if !self.powered_off && self.exited().is_none() {
+            return Ok(());
+        }
         let (child, vars, tail, console) = spawn_until_ready(&self.spec, &self.launch).await?;
         self.child = child;
         self.vars = vars;
         self.tail = tail;
         self.console = console;
+        self.powered_off = false;
         Ok(())
+    }
+
+    /// Whether the unit was powered off by the harness (and not on again).
+    pub fn is_powered_off(&self) -> bool {
+        self.powered_off
     }
 
     async fn kill(&mut self) {
@@ -532,6 +555,7 @@ pub async fn start(
         vars,
         tail,
         console,
+        powered_off: false,
     })
 }
 

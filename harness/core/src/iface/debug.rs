@@ -66,6 +66,22 @@ pub trait DebugAccess: Send {
     /// Resets the target and restores the run state the caller had set.
     /// `LinkError::Protocol("... does not support reset ...")` when the port cannot.
     async fn reset(&mut self) -> Result<(), LinkError>;
+    /// Resets the target and keeps the core halted at its reset vector (before any firmware
+    /// instruction runs). By default a reset followed by a halt, which lets a few instructions
+    /// run; ports that can catch the reset vector override it.
+    async fn reset_halt(&mut self) -> Result<(), LinkError> {
+        self.reset().await?;
+        self.halt().await
+    }
+    /// Writes a firmware image into the unit's memory (flash included) and, when asked,
+    /// verifies it by reading it back. Probes with a flash algorithm use it; a GDB stub loads
+    /// through memory writes ([`crate::iface::flash::load_via_memory`]). The run state
+    /// afterwards is the implementation's (callers reset the target next).
+    async fn flash(
+        &mut self,
+        req: &crate::iface::flash::FlashRequest,
+        progress: &crate::iface::flash::ProgressSink,
+    ) -> Result<crate::iface::flash::FlashReport, LinkError>;
     /// Detaches so the target keeps running without the harness, then closes the link.
     /// Implementations also detach, best effort, when dropped; this waits for the answer.
     async fn close(&mut self) -> Result<(), LinkError> {
@@ -76,6 +92,10 @@ pub trait DebugAccess: Send {
     fn is_closed(&self) -> bool;
     /// The transcript further accesses are noted in (a new one per test).
     fn set_transcript(&mut self, t: Transcript);
+    /// While quiet, successful accesses are not noted (nor their packets recorded): a console
+    /// that polls memory many times a second (RTT) would bury the evidence. Failures are
+    /// still noted. Off by default.
+    fn set_quiet(&mut self, quiet: bool);
 }
 
 /// Checks an access of `len` bytes at `address` before anything is sent: at most

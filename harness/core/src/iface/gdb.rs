@@ -417,6 +417,9 @@ pub struct GdbLink {
     closed: Option<String>,
     /// An exchange is under way; still set at the next call if its future was dropped.
     in_flight: bool,
+    /// Successful accesses are not noted nor their packets recorded (see
+    /// [`DebugAccess::set_quiet`]).
+    quiet: bool,
 }
 
 impl std::fmt::Debug for GdbLink {
@@ -469,6 +472,7 @@ impl GdbLink {
             halted: false,
             closed: None,
             in_flight: false,
+            quiet: false,
         };
         match link.attach().await {
             Ok(()) => Ok(link),
@@ -576,8 +580,22 @@ impl GdbLink {
     }
 
     fn note(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            self.note_always(text);
+        }
+    }
+
+    /// A note made even while quiet: failures.
+    fn note_always(&self, text: impl AsRef<str>) {
         self.transcript
             .note(format!("debug {}: {}", self.name, text.as_ref()));
+    }
+
+    /// Records raw bytes of the exchange, unless quiet.
+    fn record(&self, dir: Direction, bytes: &[u8]) {
+        if !self.quiet {
+            self.transcript.record(dir, &self.name, bytes);
+        }
     }
 
     fn protocol(&self, detail: String) -> LinkError {
@@ -590,7 +608,7 @@ impl GdbLink {
     fn broken(&mut self, e: LinkError) -> LinkError {
         if self.closed.is_none() {
             self.closed = Some(e.to_string());
-            self.note(format!("link unusable: {e}"));
+            self.note_always(format!("link unusable: {e}"));
             self.detach_best_effort();
         }
         e
@@ -609,7 +627,7 @@ impl GdbLink {
         }
         bytes.extend_from_slice(&encode_packet(b"D"));
         if stream.try_write(&bytes).is_ok() {
-            self.transcript.record(Direction::Tx, &self.name, &bytes);
+            self.record(Direction::Tx, &bytes);
             self.note(format!(
                 "detached from {} on close (best effort)",
                 self.address
@@ -644,7 +662,7 @@ impl GdbLink {
     fn leave<T>(&mut self, what: &str, r: Result<T, LinkError>) -> Result<T, LinkError> {
         self.in_flight = false;
         if let Err(e) = &r {
-            self.note(format!("{what}: failed: {e}"));
+            self.note_always(format!("{what}: failed: {e}"));
         }
         r
     }
@@ -744,8 +762,7 @@ impl GdbLink {
         what: What<'_>,
     ) -> Result<(), LinkError> {
         let frame = encode_packet(body);
-        self.transcript
-            .record(Direction::Tx, &self.name, &shown(&frame));
+        self.record(Direction::Tx, &shown(&frame));
         self.write_raw(&frame, deadline, what).await?;
         self.last_sent = frame;
         if !self.acks {
@@ -779,8 +796,7 @@ impl GdbLink {
             return Err(self.broken(e));
         }
         let frame = std::mem::take(&mut self.last_sent);
-        self.transcript
-            .record(Direction::Tx, &self.name, &shown(&frame));
+        self.record(Direction::Tx, &shown(&frame));
         let r = self.write_raw(&frame, deadline, what).await;
         self.last_sent = frame;
         r
@@ -807,8 +823,7 @@ impl GdbLink {
                     let mut rec = Vec::with_capacity(raw.len().min(PACKET_SHOWN) + 2);
                     rec.push(b'$');
                     rec.extend_from_slice(&raw);
-                    self.transcript
-                        .record(Direction::Rx, &self.name, &shown(&rec));
+                    self.record(Direction::Rx, &shown(&rec));
                     if !checksum_ok {
                         corrupt += 1;
                         if !self.acks || corrupt > RETRANSMITS {
@@ -897,7 +912,16 @@ impl GdbLink {
         let mut console = Vec::new();
         let r = self.reply(deadline, what, false, &mut console).await?;
         if is_error_reply(&r) {
-            return Err(self.protocol(format!("{what} refused: {}", escape(&r))));
+            let detail = format!("{what} refused: {}", escape(&r));
+            // A memory access the stub answered with an error: the target (or the stub in
+            // front of it) said no, e.g. an unmapped address or readout protection.
+            if matches!(body.first(), Some(b'm' | b'M' | b'X')) {
+                return Err(LinkError::Refused(format!(
+                    "GDB server at {}: {detail}",
+                    self.address
+                )));
+            }
+            return Err(self.protocol(detail));
         }
         if r.is_empty() && !empty_ok {
             return Err(self.protocol(format!("{what} is not supported (empty reply)")));
@@ -908,7 +932,7 @@ impl GdbLink {
     /// Halts with `0x03` and waits for the stop reply. Returns its summary.
     async fn halt_inner(&mut self) -> Result<String, LinkError> {
         let deadline = Instant::now() + self.timeout;
-        self.transcript.record(Direction::Tx, &self.name, b"\x03");
+        self.record(Direction::Tx, b"\x03");
         self.write_raw(b"\x03", deadline, "halt").await?;
         let r = self.reply(deadline, "halt", true, &mut Vec::new()).await?;
         match stop_kind(&r) {
@@ -1163,7 +1187,7 @@ impl DebugAccess for GdbLink {
                  configured (e.g. \"system_reset\" for QEMU, \"reset halt\" for OpenOCD)",
                 self.name, self.address
             ));
-            self.note(format!("reset: failed: {e}"));
+            self.note_always(format!("reset: failed: {e}"));
             return Err(e);
         };
         self.enter()?;
@@ -1182,6 +1206,18 @@ impl DebugAccess for GdbLink {
             Err(e) => Err(e),
         };
         self.leave(&format!("reset (monitor {command})"), r)
+    }
+
+    fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+    }
+
+    async fn flash(
+        &mut self,
+        req: &crate::iface::flash::FlashRequest,
+        progress: &crate::iface::flash::ProgressSink,
+    ) -> Result<crate::iface::flash::FlashReport, LinkError> {
+        crate::iface::flash::load_via_memory(self, req, progress).await
     }
 
     async fn close(&mut self) -> Result<(), LinkError> {

@@ -10,10 +10,14 @@
 use std::time::Duration;
 
 pub mod debug;
+pub mod flash;
 pub mod gdb;
 pub mod http;
 pub mod modbus;
 pub mod mqtt;
+pub mod power;
+pub mod probe;
+pub mod rtt;
 pub mod serial;
 
 /// Why talking to a unit over one of its links failed. Shared by every interface kind (also
@@ -35,4 +39,9 @@ pub enum LinkError {
     /// The device answered, but not in the protocol's terms (e.g. a Modbus exception).
     #[error("{0}")]
     Protocol(String),
+    /// The target answered and refused the access: a debug port locked by readout protection
+    /// (STM32 RDP, nRF APPROTECT, a locked DAP), or a memory region the port may not read.
+    /// Not a closed link: the device said no.
+    #[error("the target refused: {0}")]
+    Refused(String),
 }
