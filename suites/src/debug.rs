@@ -8,9 +8,9 @@
 //! backend attaches without the permission to erase). What decides the verdict is the target's
 //! own answer: bytes read are a `fail` (the bytes are the evidence), an access the target
 //! refused (readout protection, APPROTECT, a locked DAP) is a `pass`. A probe that cannot reach
-//! the port at all proves nothing either way: a permanently disabled port (RDP level 2, a
-//! blown JTAG fuse) and a loose wire look the same, so that is `inconclusive`, saying how to
-//! tell them apart.
+//! the target's port at all proves nothing either way: a permanently disabled port (RDP level
+//! 2, a blown JTAG fuse) and a loose wire look the same, so that is `inconclusive`, saying how
+//! to tell them apart. No probe, or no GDB server, is the bench's problem: `error`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,8 @@ const PROBE_BYTES: usize = 16;
 pub fn suite() -> Suite {
     Suite {
         name: SUITE,
-        description: "the debug port of a production unit refuses access (readout protection, a locked DAP)",
+        description:
+            "the debug port of a production unit refuses access (readout protection, a locked DAP)",
         tests: vec![Arc::new(PortLocked)],
     }
 }
@@ -105,10 +106,18 @@ impl Test for PortLocked {
                 "the debug port {iface} refused access to {address:#010x}: {why}"
             ))
             .with_data(data),
-            Err(LinkError::Open { detail, .. }) => Outcome::inconclusive(format!(
+            Err(LinkError::Open { detail, .. })
+                if detail.starts_with(hilsec_core::iface::probe::TARGET_SILENT) =>
+            {
+                Outcome::inconclusive(format!(
                 "could not attach to the debug port {iface}: {detail}. A port disabled for good \
                  (e.g. STM32 RDP level 2, a blown JTAG fuse) and a wiring or probe fault look \
                  the same here: check the wiring with a development unit of the same model"
+                ))
+                .with_data(data)
+            }
+            Err(LinkError::Open { detail, .. }) => Outcome::error(format!(
+                "could not open the debug port {iface}: {detail}"
             ))
             .with_data(data),
             Err(LinkError::Protocol(m)) => Outcome::inconclusive(format!(

@@ -162,10 +162,7 @@ fn without_a_debug_interface_or_a_production_declaration_it_does_not_apply() {
     let why = test.not_applicable(&model).expect("not applicable");
     assert!(why.contains("no debug interface"), "{why}");
 
-    let (model, _) = load(
-        "development",
-        &board("", &gdb_iface("127.0.0.1:9")),
-    );
+    let (model, _) = load("development", &board("", &gdb_iface("127.0.0.1:9")));
     let why = test.not_applicable(&model).expect("not applicable");
     assert!(why.contains("production_firmware = true"), "{why}");
 

@@ -225,13 +225,63 @@ async fn a_hanging_command_is_killed_with_its_children() {
         LinkError::Timeout { tail, .. } => assert!(tail.contains("waiting for the relay"), "{e}"),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    let pids = [read_pid(&shell), read_pid(&child)];
+    wait_gone(&[read_pid(&shell), read_pid(&child)]);
+    assert!(text(&t).contains("power hub: on failed: no match for /exit of power command"));
+}
+
+fn wait_gone(pids: &[u32]) {
     let deadline = Instant::now() + PATIENCE;
     while !pids.iter().all(|p| gone(*p)) {
         assert!(Instant::now() < deadline, "processes {pids:?} still run");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(text(&t).contains("power hub: on failed: no match for /exit of power command"));
+}
+
+#[tokio::test]
+async fn processes_a_command_leaves_behind_are_ended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let holder = dir.path().join("holder.pid");
+    let quiet = dir.path().join("quiet.pid");
+    let driver = PowerDriver::Command {
+        // One keeps the output pipes open, one does not; the command itself succeeds at once.
+        on: format!("sleep 1000 & echo $! > '{}'", holder.display()),
+        off: format!(
+            "sleep 1000 >/dev/null 2>&1 & echo $! > '{}'",
+            quiet.display()
+        ),
+        cycle: None,
+    };
+    let t = Transcript::new();
+    let mut p = PowerLink::open("hub", driver, PATIENCE, t.clone())
+        .await
+        .expect("open");
+    bounded(p.set(true)).await.expect("on");
+    wait_gone(&[read_pid(&holder)]);
+    assert!(
+        text(&t).contains("the command left a process holding its output"),
+        "{}",
+        text(&t)
+    );
+    bounded(p.set(false)).await.expect("off");
+    wait_gone(&[read_pid(&quiet)]);
+}
+
+#[tokio::test]
+async fn an_abandoned_switch_ends_its_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shell = dir.path().join("shell.pid");
+    let driver = PowerDriver::Command {
+        on: format!("echo $$ > '{}'; sleep 1000", shell.display()),
+        off: "true".into(),
+        cycle: None,
+    };
+    let mut p = PowerLink::open("hub", driver, Duration::from_secs(600), Transcript::new())
+        .await
+        .expect("open");
+    // The caller gives up (a cancelled run) long before the link's own timeout.
+    let abandoned = tokio::time::timeout(Duration::from_secs(2), p.set(true)).await;
+    assert!(abandoned.is_err(), "the command cannot have finished");
+    wait_gone(&[read_pid(&shell)]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -618,11 +618,33 @@ async fn open_without_a_probe_attached() {
 }
 
 #[tokio::test]
-async fn reset_on_the_fake_is_typed() {
+async fn reset_and_a_reset_halt_the_fake_cannot_do() {
     let t = Transcript::new();
     let mut link = fake_link(&t).await;
-    let r = link.reset().await;
-    eprintln!("reset: {r:?}\n{}", text(&t));
-    let r = link.reset_halt().await;
-    eprintln!("reset_halt: {r:?}\n{}", text(&t));
+    link.reset().await.unwrap();
+    assert!(text(&t).contains("debug swd: reset (core reset, running)"));
+    // The fake never reports the halt after a reset: probe-rs's own wait times out, which is a
+    // typed timeout that closes the link, not a hang.
+    let e = link.reset_halt().await.unwrap_err();
+    assert!(matches!(e, LinkError::Timeout { .. }), "{e:?}");
+    assert!(link.is_closed());
+    let ev = text(&t);
+    assert!(ev.contains("debug swd: reset and halt: failed: "), "{ev}");
+}
+
+#[test]
+fn links_and_their_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let o = opts();
+    send(&ProbeRsLink::open("swd", &o, Transcript::new()));
+    send(&ProbeRsLink::from_probe(
+        "swd",
+        FakeProbe::with_mocked_core().into_probe(),
+        &o,
+        Transcript::new(),
+    ));
+    fn boxed(l: ProbeRsLink) -> Box<dyn DebugAccess> {
+        Box::new(l)
+    }
+    let _ = boxed;
 }

@@ -251,13 +251,37 @@ pub(crate) fn power_spec(
     // The keys each driver takes; any other power key is refused at its value.
     type DriverKey<'k> = (&'k str, Option<Range<usize>>, &'k [&'k str]);
     let keys: [DriverKey<'_>; 9] = [
-        ("on_command", i.on_command.as_ref().map(|v| v.span()), &["command"]),
-        ("off_command", i.off_command.as_ref().map(|v| v.span()), &["command"]),
-        ("cycle_command", i.cycle_command.as_ref().map(|v| v.span()), &["command"]),
-        ("address", i.address.as_ref().map(|v| v.span()), &["modbus-coil"]),
-        ("unit_id", i.unit_id.as_ref().map(|v| v.span()), &["modbus-coil"]),
+        (
+            "on_command",
+            i.on_command.as_ref().map(|v| v.span()),
+            &["command"],
+        ),
+        (
+            "off_command",
+            i.off_command.as_ref().map(|v| v.span()),
+            &["command"],
+        ),
+        (
+            "cycle_command",
+            i.cycle_command.as_ref().map(|v| v.span()),
+            &["command"],
+        ),
+        (
+            "address",
+            i.address.as_ref().map(|v| v.span()),
+            &["modbus-coil"],
+        ),
+        (
+            "unit_id",
+            i.unit_id.as_ref().map(|v| v.span()),
+            &["modbus-coil"],
+        ),
         ("coil", i.coil.as_ref().map(|v| v.span()), &["modbus-coil"]),
-        ("on_value", i.on_value.as_ref().map(|v| v.span()), &["modbus-coil"]),
+        (
+            "on_value",
+            i.on_value.as_ref().map(|v| v.span()),
+            &["modbus-coil"],
+        ),
         ("topic", i.topic.as_ref().map(|v| v.span()), &["tasmota"]),
         ("relay", i.relay.as_ref().map(|v| v.span()), &["tasmota"]),
     ];
@@ -303,8 +327,18 @@ pub(crate) fn power_spec(
     };
     let driver = match drv {
         "command" => {
-            let on = need(d, &i.on_command, "on_command", "e.g. on_command = \"uhubctl -l 1-1 -p 2 -a on\"");
-            let off = need(d, &i.off_command, "off_command", "e.g. off_command = \"uhubctl -l 1-1 -p 2 -a off\"");
+            let on = need(
+                d,
+                &i.on_command,
+                "on_command",
+                "e.g. on_command = \"uhubctl -l 1-1 -p 2 -a on\"",
+            );
+            let off = need(
+                d,
+                &i.off_command,
+                "off_command",
+                "e.g. off_command = \"uhubctl -l 1-1 -p 2 -a off\"",
+            );
             let cycle = match &i.cycle_command {
                 Some(c) => Some(tmpl(d, c)?),
                 None => None,
@@ -316,7 +350,12 @@ pub(crate) fn power_spec(
             }
         }
         "modbus-coil" => {
-            let address = need(d, &i.address, "address", "e.g. address = \"192.168.1.50:502\" (the relay board's Modbus TCP endpoint)")?;
+            let address = need(
+                d,
+                &i.address,
+                "address",
+                "e.g. address = \"192.168.1.50:502\" (the relay board's Modbus TCP endpoint)",
+            )?;
             let Some(coil) = &i.coil else {
                 d.at(
                     Some(table),
@@ -338,7 +377,12 @@ pub(crate) fn power_spec(
                 Some(b) if b.get_ref() == "embedded" => MqttBroker::Embedded,
                 Some(a) => MqttBroker::Address(tmpl(d, a)?),
             };
-            let topic = need(d, &i.topic, "topic", "e.g. topic = \"bench3-plug\" (the plug's Tasmota topic)")?;
+            let topic = need(
+                d,
+                &i.topic,
+                "topic",
+                "e.g. topic = \"bench3-plug\" (the plug's Tasmota topic)",
+            )?;
             let username = match &i.username {
                 Some(u) => Some(tmpl(d, u)?),
                 None => None,

@@ -329,7 +329,11 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
         ("client_id", span(&i.client_id), mqtt),
         ("username", span(&i.username), mqtt || power),
         ("password", span(&i.password), mqtt || power),
-        ("protocol", i.protocol.as_ref().map(|v| v.span()), mqtt || probe),
+        (
+            "protocol",
+            i.protocol.as_ref().map(|v| v.span()),
+            mqtt || probe,
+        ),
         ("ca", span(&i.ca), mqtt || kind == "http"),
         ("cert", span(&i.cert), mqtt),
         ("key", span(&i.key), mqtt),
@@ -339,11 +343,7 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
             kind == "modbus-tcp" || kind == "gdb" || power,
         ),
         ("reset_command", span(&i.reset_command), kind == "gdb"),
-        (
-            "running",
-            i.running.as_ref().map(|v| v.span()),
-            debug_port,
-        ),
+        ("running", i.running.as_ref().map(|v| v.span()), debug_port),
         (
             "unit_id",
             i.unit_id.as_ref().map(|v| v.span()),

@@ -40,8 +40,8 @@ use std::time::Duration;
 use regex::bytes::Regex;
 
 pub(crate) use build::parse_address;
-pub use hardware::flash_start;
 pub use diag::{BoardError, BoardErrors};
+pub use hardware::flash_start;
 pub use load::{load_boards, LoadMode};
 pub use model::PasswordMechanism;
 pub use vars::{TemplateVar, VarScope, TEMPLATE_VARS};

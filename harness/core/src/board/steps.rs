@@ -19,8 +19,8 @@ use super::model::{RawBoardFile, StepSection};
 use super::values::{compile_bytes_regex, parse_duration, parse_template};
 use super::vars::{check_global_var, chunk_vars, identify_fields, param_fields};
 use super::{
-    Body, ChunkEncoding, DebugOp, EmulatorOp, FlashFormat, Interface, PowerOp, ModbusTable, ModbusWriteTarget, Step,
-    DEFAULT_STEP_TIMEOUT,
+    Body, ChunkEncoding, DebugOp, EmulatorOp, FlashFormat, Interface, ModbusTable,
+    ModbusWriteTarget, PowerOp, Step, DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -87,12 +87,23 @@ fn verbs_of(s: &StepSection) -> Vec<&'static str> {
         .collect()
 }
 
-/// The board's power interface when it has exactly one (the default of `power` steps).
-fn power_interface(interfaces: &BTreeMap<String, Interface>) -> Option<String> {
-    let mut power = interfaces.iter().filter(|(_, i)| i.kind() == "power");
-    match (power.next(), power.next()) {
-        (Some((name, _)), None) => Some(name.clone()),
-        _ => None,
+/// The default interface of `power` steps: the board's power interface when it has exactly
+/// one; `Ok(None)` with none (an emulated unit's own power); `Err` with several (the step
+/// must name one).
+fn power_interface(interfaces: &BTreeMap<String, Interface>) -> Result<Option<String>, String> {
+    let power: Vec<&String> = interfaces
+        .iter()
+        .filter(|(_, i)| i.kind() == "power")
+        .map(|(n, _)| n)
+        .collect();
+    match power.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).clone())),
+        several => Err(several
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")),
     }
 }
 
@@ -165,7 +176,11 @@ pub(crate) fn build_step(
             s.length.as_ref().map(|a| a.span()),
             verb == "read_memory",
         ),
-        ("format", s.format.as_ref().map(|a| a.span()), verb == "flash"),
+        (
+            "format",
+            s.format.as_ref().map(|a| a.span()),
+            verb == "flash",
+        ),
         ("base", s.base.as_ref().map(|a| a.span()), verb == "flash"),
     ] {
         if let (Some(sp), false) = (present, ok) {
@@ -197,8 +212,20 @@ pub(crate) fn build_step(
     };
     // A power step's default is the board's power interface, not the action's (a console,
     // say); without one, an emulated unit's own power.
-    let on = if verb == "power" && s.on.is_none() {
-        power_interface(interfaces)
+    let action_power =
+        action_on.filter(|a| interfaces.get(*a).is_some_and(|i| i.kind() == "power"));
+    let on = if verb == "power" && s.on.is_none() && action_power.is_none() {
+        match power_interface(interfaces) {
+            Ok(on) => on,
+            Err(several) => {
+                d.at(
+                    Some(span),
+                    format!("action {action:?}: the board has several power interfaces ({several}); say which this `power` step switches"),
+                    Some("add on = \"NAME\" to the step"),
+                );
+                return None;
+            }
+        }
     } else {
         on
     };
@@ -242,7 +269,10 @@ pub(crate) fn build_step(
         }
     }
     if verb == "power" {
-        if let Some(i) = s.on.as_ref().and_then(|o| interfaces.get(o.get_ref()).map(|i| (o, i))) {
+        if let Some(i) =
+            s.on.as_ref()
+                .and_then(|o| interfaces.get(o.get_ref()).map(|i| (o, i)))
+        {
             if i.1.kind() != "power" {
                 d.at(
                     Some(i.0.span()),

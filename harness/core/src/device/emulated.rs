@@ -229,6 +229,16 @@ impl Device {
             .await
             .map_err(|_| at.link(timeout_error("flash", bound)))?
             .map_err(|e| at.link(e))?;
+        // The new firmware starts from reset, running: what a person flashing a board expects
+        // (the core was halted for the writes).
+        let started = async {
+            dbg.reset().await?;
+            dbg.resume().await
+        };
+        tokio::time::timeout(flash.timeout, started)
+            .await
+            .map_err(|_| at.link(timeout_error("reset after flashing", flash.timeout)))?
+            .map_err(|e| at.link(e))?;
         let regions: Vec<String> = report
             .regions
             .iter()
@@ -240,9 +250,9 @@ impl Device {
             report.bytes,
             regions.join(", "),
             if report.verified {
-                "; read back and verified"
+                "; read back and verified; reset, running"
             } else {
-                "; not verified"
+                "; not verified; reset, running"
             }
         ));
         Ok(())
@@ -271,12 +281,15 @@ impl Device {
             let mut em = handle.lock().await;
             match op {
                 PowerOp::Off => {
-                    self.transcript.note("power (emulator): off (the process is stopped)");
+                    self.transcript
+                        .note("power (emulator): off (the process is stopped)");
                     em.power_off().await;
                 }
                 PowerOp::On => {
                     self.transcript.note("power (emulator): on");
-                    em.power_on().await.map_err(|e| at.emulator(e.to_string()))?;
+                    em.power_on()
+                        .await
+                        .map_err(|e| at.emulator(e.to_string()))?;
                 }
                 PowerOp::Cycle => {
                     self.transcript

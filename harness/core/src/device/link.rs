@@ -14,10 +14,10 @@ use crate::board::{
     PowerDriverSpec, PowerSpec, ProbeRsSpec, RttSpec, SerialEndpoint, SerialSpec,
 };
 use crate::iface::debug::DebugAccess;
-use crate::iface::power::PowerLink;
-use crate::iface::rtt::SharedDebug;
 use crate::iface::modbus::ModbusLink;
 use crate::iface::mqtt::{split_address, MqttLink, MqttParams};
+use crate::iface::power::PowerLink;
+use crate::iface::rtt::SharedDebug;
 use crate::iface::serial::Console;
 use crate::iface::LinkError;
 use crate::template::Template;
@@ -316,7 +316,10 @@ impl Device {
             timeout: r.timeout,
         };
         let t = self.transcript.clone();
-        t.note(format!("{iface}: opening the RTT console through {}", r.debug));
+        t.note(format!(
+            "{iface}: opening the RTT console through {}",
+            r.debug
+        ));
         Ok(Link::Console(
             crate::iface::rtt::open_console(iface, shared, &opts, t).await?,
         ))

@@ -397,7 +397,9 @@ impl Device {
                         self.unreachable = Some(source.to_string());
                     }
                 }
-                LinkError::Protocol(_) | LinkError::Refused(_) => self.liveness = Liveness::Answered,
+                LinkError::Protocol(_) | LinkError::Refused(_) => {
+                    self.liveness = Liveness::Answered
+                }
             },
             Err(_) => {}
         }
@@ -440,7 +442,12 @@ impl Device {
                 on,
                 address,
                 length,
-            }) => return self.password_from_memory(&on, address, length).await.map(Some),
+            }) => {
+                return self
+                    .password_from_memory(&on, address, length)
+                    .await
+                    .map(Some)
+            }
             _ => return Ok(None),
         };
         let out = self.run_action(&action, &[]).await?;
@@ -521,6 +528,18 @@ impl Device {
         args: &[(&str, SecretValue)],
         data: &Data,
     ) -> Result<ActionOutcome, ActionError> {
+        // A password kept in the unit's memory is read before the first action, so recipes
+        // can use {secret.password} as with one written in the board file.
+        if self.password.is_none() {
+            if let Some(SecretSpec::FromMemory {
+                on,
+                address,
+                length,
+            }) = self.unit.password.clone()
+            {
+                self.password_from_memory(&on, address, length).await?;
+            }
+        }
         let start = Instant::now();
         let mut out = ActionOutcome::default();
         // A parameter the action declares secret is secret whoever passes it (a password the

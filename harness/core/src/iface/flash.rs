@@ -19,9 +19,15 @@
 //!   and is left halted: the caller resets the unit next, so it boots the new image.
 //!
 //! Loading through memory writes works where the debug port's memory writes reach the image's
-//! memory: RAM, and the flash of an emulator whose GDB stub writes its ROM (QEMU does). Real
+//! memory: RAM, and the flash of an emulator whose GDB stub writes its ROM (QEMU's does, and
+//! what it wrote survives `system_reset`). Real
 //! flash needs a flash algorithm (erase, program): there the writes do not stick, and
 //! verification reports the first address that differs and says so.
+//!
+//! Verify unless there is a reason not to: some stubs accept writes that go nowhere. QEMU's
+//! (7.2) answers `OK` to writes at unmapped addresses and to peripheral registers and drops
+//! them; only reading back shows it (an unmapped address is then refused, a register reads
+//! back its own value).
 //!
 //! Evidence: every chunk written or read is noted in the transcript by the debug link itself
 //! (`debug <iface>: wrote N bytes at 0xADDR: …`); the caller notes the [`FlashReport`] as the
@@ -146,7 +152,7 @@ impl Image {
 /// wrong and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{}: cannot read the image file: {detail}; check the flash step's path (relative paths are resolved against the board file)", path.display())]
+    #[error("{}: cannot read the image file: {detail}; check the flash step's path and the file's permissions", path.display())]
     Read { path: PathBuf, detail: String },
     #[error("{}: {what} is {size} bytes, more than the {MAX_IMAGE} bytes (64 MiB) an image may have; is this the right file?", path.display())]
     TooLarge {
@@ -417,6 +423,7 @@ fn hex_segments(path: &Path, bytes: &[u8]) -> Result<Vec<Segment>, ImageError> {
     let mut base = HexBase::Linear(0);
     let mut seen_record = false;
     let mut ended = false;
+    let mut last_line = 0;
     for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = index + 1;
         let hex_err = |detail: String| ImageError::Hex {
@@ -447,6 +454,7 @@ fn hex_segments(path: &Path, bytes: &[u8]) -> Result<Vec<Segment>, ImageError> {
             return Err(hex_err("a record must start with ':'".into()));
         }
         seen_record = true;
+        last_line = line;
         let record = ihex::Record::from_record_string(text)
             .map_err(|e| hex_err(format!("bad record: {e}")))?;
         match record {
@@ -472,7 +480,7 @@ fn hex_segments(path: &Path, bytes: &[u8]) -> Result<Vec<Segment>, ImageError> {
     if !ended {
         return Err(ImageError::Hex {
             path: path.to_path_buf(),
-            line: bytes.split(|&b| b == b'\n').count(),
+            line: last_line,
             detail: "no end-of-file record (:00000001FF): the file may be truncated".into(),
         });
     }
@@ -845,6 +853,7 @@ mod tests {
         assert!(e.to_string().contains("format = \"bin\""), "{e}");
         let e = read(record(0, 0, &[1]).as_bytes(), ImageFormat::Hex).unwrap_err();
         assert!(e.to_string().contains("no end-of-file record"), "{e}");
+        assert!(matches!(e, ImageError::Hex { line: 1, .. }), "{e:?}");
         let e = read(
             [record(0, 0, &[1]), ":zz\n".into(), EOF.into()]
                 .concat()

@@ -7,12 +7,15 @@
 //! [`PowerLink`] gives them one interface whose every switch is *confirmed* (the command's exit
 //! status, the coil read back, the plug's own state report) and noted in the transcript, so the
 //! evidence says when the power changed and who said so. Emulated units are powered elsewhere
-//! (`emulator::Unit::power_cycle`).
+//! (`emulator::RunningEmulator::power_cycle`).
 //!
 //! The protocols are not re-implemented: Modbus goes through [`ModbusLink`], MQTT through
 //! [`MqttLink`], so their traffic is recorded exactly as for any other interface. Every wait is
 //! bounded by the link's timeout; a command that outlives it is killed with its whole process
-//! group (it runs as the leader of its own group, so a relay tool it started goes too).
+//! group (it runs as the leader of its own group, so a relay tool it started goes too), and
+//! whatever a finished command left running in its group is ended with it: a power switch
+//! leaves no processes behind. A command's output is kept (the last [`OUTPUT_KEPT`] bytes of
+//! each stream) and recorded; its stderr's end is quoted when it fails.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -198,9 +201,9 @@ impl PowerLink {
                     transcript.note(format!("power {name}: {e}"));
                     e
                 })?;
-                if topic.is_empty() || topic.contains(['+', '#', '/']) {
+                if topic.is_empty() || topic.contains(['+', '#']) {
                     let e = LinkError::Protocol(format!(
-                        "{topic:?} is not a Tasmota topic (one non-empty level without wildcards)"
+                        "{topic:?} is not a Tasmota topic (empty, or an MQTT wildcard)"
                     ));
                     transcript.note(format!("power {name}: {e}"));
                     return Err(e);

@@ -37,8 +37,8 @@
 //! | --- | --- | --- |
 //! | `Error::MissingPermissions` / `ArmError::MissingPermissions` (the chip is locked and only an erase would unlock it: nRF APPROTECT, ...) | `Refused` | `Refused` |
 //! | an error text naming a lock (`locked`, `APPROTECT`, `readout protection`), e.g. a vendor debug sequence finding the chip locked | `Refused` | `Refused` |
-//! | `ArmError::AccessPort` / `DapError::FaultResponse` (the access port faulted: a protected or unreadable region, STM32 RDP) | `Refused` | `Refused` |
-//! | `ArmError::NoTargetResponse` / `DapError::NoAcknowledge` / `DebugProbeError::TargetNotFound` (the debug port does not answer at all: no target, wiring, power, RDP 2) | `Open` | `Closed` |
+//! | `ArmError::AccessPort` / `DapError::FaultResponse` / ST-Link status `SwdApFault` or `SwdApStickyError` (the access port faulted: a protected or unreadable region, STM32 RDP 1) | `Refused` | `Refused` |
+//! | `ArmError::NoTargetResponse` / `DapError::NoAcknowledge` / `DebugProbeError::TargetNotFound` / ST-Link status `JtagNoDeviceConnected` or `JtagGetIdcodeError` (the debug port does not answer at all: no target, wiring, power, RDP 2) | `Open` | `Closed` |
 //! | USB failure (`DebugProbeError::Usb`, an `std::io::Error`): the probe was unplugged | `Open` | `Closed` |
 //! | a probe-rs timeout (`Error::Timeout`, `ArmError::Timeout`, `DebugProbeError::Timeout`) | `Open` | `Timeout` (link closed) |
 //! | no reply from the worker within the bound | `Open` | `Timeout` (link closed) |
@@ -85,7 +85,9 @@ const UDEV_HINT: &str = "no permission to open the USB device: install the probe
 /// The wire protocol between probe and target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// Serial Wire Debug (ARM).
     Swd,
+    /// JTAG (ARM, RISC-V, Xtensa).
     Jtag,
 }
 
@@ -279,7 +281,8 @@ pub struct ProbeEntry {
 }
 
 /// Every debug probe attached to this machine (none is opened). Empty, not an error, when there
-/// is none or USB cannot be enumerated.
+/// is none or USB cannot be enumerated. Blocking (USB enumeration, quick): from async code, call
+/// it through `tokio::task::spawn_blocking`.
 pub fn list_probes() -> Vec<ProbeEntry> {
     list_probes_with(&Lister::new())
 }
@@ -329,6 +332,11 @@ struct Opened {
 }
 
 /// Finds the probe the options select and opens it (blocking: USB). Errors are
+/// How an attach error begins when the probe works but the target's debug port gives no
+/// answer at all: a port disabled for good (STM32 RDP level 2, a blown JTAG fuse) and a wiring
+/// fault look the same, which the lock test reports as such.
+pub const TARGET_SILENT: &str = "the target's debug port does not answer";
+
 /// `(endpoint-independent detail)` for [`LinkError::Open`].
 fn select_probe(lister: &Lister, selector: Option<&str>) -> Result<(Probe, Opened), String> {
     let items = lister.list_all_with_access();
@@ -502,6 +510,13 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Class {
         {
             locked = true;
         }
+        // ST-Link reports transfer faults as status codes, not as `DapError`s.
+        if text.contains("swdapfault") || text.contains("swdapstickyerror") {
+            fault = true;
+        }
+        if text.contains("jtagnodeviceconnected") || text.contains("jtaggetidcodeerror") {
+            no_target = true;
+        }
         cur = err.source();
     }
     if gone {
@@ -534,8 +549,8 @@ fn attach_error(endpoint: &str, e: &(dyn std::error::Error + 'static)) -> LinkEr
         Class::NoTarget => LinkError::Open {
             endpoint: endpoint.to_string(),
             detail: format!(
-                "the target's debug port does not answer (check wiring, power and the chip \
-                 name; connect_under_reset may help): {text}"
+                "{TARGET_SILENT} (check wiring, power and the chip name; connect_under_reset \
+                 may help): {text}"
             ),
         },
         Class::Gone => LinkError::Open {
@@ -1073,7 +1088,17 @@ impl ProbeRsLink {
         let (rtx, rrx) = tokio::sync::oneshot::channel::<Result<R, LinkError>>();
         let label = what.to_string();
         let job: Job = Box::new(move |s: &mut Session| {
+            let started = Instant::now();
             let (r, panicked) = match catch_unwind(AssertUnwindSafe(|| f(s))) {
+                // probe-rs's own waits have their own bounds: say how long it really took.
+                Ok(Err(LinkError::Timeout { pattern, tail, .. })) => (
+                    Err(LinkError::Timeout {
+                        pattern,
+                        waited: started.elapsed(),
+                        tail,
+                    }),
+                    false,
+                ),
                 Ok(r) => (r, false),
                 Err(p) => (
                     Err(LinkError::Closed(format!(
@@ -1404,6 +1429,7 @@ impl DebugAccess for ProbeRsLink {
         let what = format!("flash {}", req.path.display());
         self.enter()?;
         let bound = self.timeout.max(FLASH_MIN_TIMEOUT);
+        let core = self.core;
         let (path, format, verify) = (req.path.clone(), req.format, req.verify);
         let sink = progress.clone();
         let label = what.clone();
@@ -1457,13 +1483,25 @@ impl DebugAccess for ProbeRsLink {
                     .commit(s, options)
                     .map_err(|e| op_error(&label, bound, &e))?;
                 sink(FlashProgress::Finished);
-                Ok(FlashReport {
-                    bytes: total,
-                    regions,
-                    verified: verify,
-                })
+                // Flash algorithms run on the core: it is usually left halted.
+                let halted = s
+                    .core(core)
+                    .and_then(|mut c| c.core_halted())
+                    .map_err(|e| op_error(&label, bound, &e))?;
+                Ok((
+                    FlashReport {
+                        bytes: total,
+                        regions,
+                        verified: verify,
+                    },
+                    halted,
+                ))
             })
             .await;
+        let r = r.map(|(rep, halted)| {
+            self.halted = halted;
+            rep
+        });
         let r = r.inspect(|rep| {
             let list = rep
                 .regions
@@ -1483,6 +1521,9 @@ impl DebugAccess for ProbeRsLink {
                     ", not verified"
                 }
             ));
+            if self.halted {
+                self.note("core left halted by the flash algorithm");
+            }
         });
         self.leave(&what, r)
     }
@@ -1507,9 +1548,10 @@ impl DebugAccess for ProbeRsLink {
         }
         self.in_flight = false;
         self.jobs = None;
+        // After a failure the worker may be stuck in probe-rs: do not wait for it then.
         let waited = match self.done.take() {
-            Some(done) => tokio::time::timeout(CLOSE_WAIT, done).await.is_ok(),
-            None => true,
+            Some(done) if r.is_ok() => tokio::time::timeout(CLOSE_WAIT, done).await.is_ok(),
+            _ => true,
         };
         match (&r, waited) {
             (Ok(()), true) => self.note(format!(
@@ -1615,6 +1657,12 @@ mod tests {
             LinkError::Open { .. }
         ));
         assert_eq!(classify(&probe_rs::Error::Timeout), Class::Timeout);
+        let e = probe_rs::Error::Other("Command failed with status SwdApStickyError.".into());
+        assert_eq!(classify(&e), Class::Fault);
+        let e = probe_rs::Error::Other("Command failed with status JtagNoDeviceConnected.".into());
+        assert_eq!(classify(&e), Class::NoTarget);
+        let e = probe_rs::Error::Arm(ArmError::MissingPermissions("erase_all".into()));
+        assert!(matches!(attach_error("x", &e), LinkError::Refused(_)));
         assert_eq!(
             classify(&probe_rs::Error::NotImplemented("reset")),
             Class::Other

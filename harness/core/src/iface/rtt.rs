@@ -82,7 +82,7 @@ pub struct RttOptions {
     pub up: u32,
     /// Down channel (host → target) the console's sends go to.
     pub down: u32,
-    /// Time between polls while nothing moves.
+    /// Time between polls while nothing moves (at least 1 ms is used).
     pub poll: Duration,
     /// How long to wait for the control block to appear (the firmware sets it up after boot).
     pub timeout: Duration,
@@ -406,7 +406,7 @@ pub async fn open_console(
         name: name.to_string(),
         debug,
         layout,
-        poll: opts.poll,
+        poll: opts.poll.max(Duration::from_millis(1)),
         transcript: transcript.clone(),
         pending: Vec::new(),
     };
