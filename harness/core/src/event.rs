@@ -110,6 +110,12 @@ pub enum Event {
     UnitFinished {
         unit: String,
     },
+    /// A long step of a unit's test is under way (e.g. "flash swd: 42% (12800/30492 bytes)"):
+    /// for a live display only; the evidence has its own notes.
+    Progress {
+        unit: String,
+        activity: String,
+    },
     RunFinished {
         interrupted: bool,
         duration: Duration,

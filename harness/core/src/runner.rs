@@ -132,6 +132,8 @@ pub async fn run(
         cfg.jobs
     };
     let sem = Arc::new(Semaphore::new(permits));
+    let mut cfg = cfg;
+    cfg.env.events = Some(events.clone());
     let ctx = Arc::new(Ctx {
         events: events.clone(),
         cancel: cancel.clone(),

@@ -124,6 +124,12 @@ impl Reporter for TerminalReporter {
                     b.set_message(test.clone());
                 }
             }
+            Event::Progress { unit, activity } => {
+                // Only a live display shows it; plain (CI) output stays one line per test.
+                if let Some(b) = self.bars.get(unit) {
+                    b.set_message(activity.clone());
+                }
+            }
             Event::TestFinished(r) => {
                 self.counts
                     .entry(r.board.clone())

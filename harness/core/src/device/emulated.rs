@@ -219,7 +219,12 @@ impl Device {
             flash.on,
             if flash.verify { ", verified after" } else { "" }
         ));
-        let progress = flash_progress(&self.unit.name, flash.on, self.transcript.clone());
+        let progress = flash_progress(
+            &self.unit.name,
+            flash.on,
+            self.transcript.clone(),
+            self.env.events.clone(),
+        );
         let dbg = self.debug_link(at, flash.on, flash.timeout).await?;
         let mut dbg = dbg.lock().await;
         // Writing flash takes longer than any other access: the step's timeout bounds the
@@ -336,15 +341,28 @@ pub(super) struct FlashStep<'s> {
 /// The least time a whole image may take to write and verify.
 const FLASH_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Progress of a flash: a line on standard error when it is a terminal (a person is watching),
-/// and a note per quarter in the transcript.
-fn flash_progress(unit: &str, iface: &str, t: crate::transcript::Transcript) -> ProgressSink {
-    use std::io::IsTerminal as _;
+/// Progress of a flash: a `Progress` event per percent for the live display (the terminal
+/// reporter shows it on the unit's bar when a person is watching), and a note per quarter in
+/// the transcript.
+fn flash_progress(
+    unit: &str,
+    iface: &str,
+    t: crate::transcript::Transcript,
+    events: Option<tokio::sync::mpsc::UnboundedSender<crate::event::Event>>,
+) -> ProgressSink {
     use std::sync::atomic::{AtomicU64, Ordering};
-    let tty = std::io::stderr().is_terminal();
-    let label = format!("{unit}: flash {iface}");
     let noted = AtomicU64::new(0);
+    let shown = AtomicU64::new(u64::MAX);
     let iface = iface.to_string();
+    let unit = unit.to_string();
+    let show = move |activity: String| {
+        if let Some(e) = &events {
+            let _ = e.send(crate::event::Event::Progress {
+                unit: unit.clone(),
+                activity,
+            });
+        }
+    };
     std::sync::Arc::new(move |p: FlashProgress| match p {
         FlashProgress::Started { total } => {
             t.note(format!("flash {iface}: {total} bytes to write"));
@@ -354,22 +372,16 @@ fn flash_progress(unit: &str, iface: &str, t: crate::transcript::Transcript) -> 
             if quarter > noted.swap(quarter, Ordering::Relaxed) {
                 t.note(format!("flash {iface}: {done} of {total} bytes written"));
             }
-            if tty {
-                let pct = (done * 100).checked_div(total).unwrap_or(100);
-                eprint!("\r{label}: {pct:>3}% ({done}/{total} bytes)");
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
+            if shown.swap(pct, Ordering::Relaxed) != pct {
+                show(format!("flash {iface}: {pct}% ({done}/{total} bytes)"));
             }
         }
         FlashProgress::Verifying { total } => {
             t.note(format!("flash {iface}: verifying {total} bytes"));
-            if tty {
-                eprint!("\r{label}: verifying {total} bytes   ");
-            }
+            show(format!("flash {iface}: verifying {total} bytes"));
         }
-        FlashProgress::Finished => {
-            if tty {
-                eprintln!("\r{label}: done                         ");
-            }
-        }
+        FlashProgress::Finished => show(format!("flash {iface}: done")),
     })
 }
 

@@ -120,6 +120,8 @@ pub struct RunEnv {
     pub broker: Option<std::net::SocketAddr>,
     /// An earlier run's `results.json` (`--baseline`), for tests that compare with it.
     pub baseline: Option<Arc<serde_json::Value>>,
+    /// Where the runner's events go, for progress of long steps (a flash).
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<crate::event::Event>>,
 }
 
 /// Bytes passed to an action (e.g. an update image), by parameter name.
