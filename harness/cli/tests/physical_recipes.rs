@@ -171,8 +171,9 @@ fn prepare_switches_power_flashes_and_the_password_comes_from_memory() {
         "power (emulator): on",
         "read back and verified",
         "the unit is prepared",
-        // The unit booted the build it had, then the one flashed.
-        "build: universal-password",
+        // The flashed build booted. (The universal-password build it started with fails
+        // password.universal-default-rejected, see qemu_fleet.rs: the pass above is the
+        // flashed build's. Its own boot banner may not come before the flash halts it.)
         "build: secure",
     ] {
         assert!(first.contains(words), "{words:?} in:\n{first}");

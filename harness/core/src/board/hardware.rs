@@ -440,3 +440,149 @@ pub fn flash_start(chip: &str) -> Option<u64> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{error, load, HEAD};
+    use super::super::{FlashFormat, Interface, PowerDriverSpec, PowerOp, Step};
+
+    const SWD: &str = "\n[interfaces.swd]\nkind = \"probe-rs\"\nchip = \"STM32F411RETx\"\nprobe = \"0483:374b:066DFF48\"\nprotocol = \"swd\"\nspeed_khz = 4000\nallow_flash = true\n";
+
+    #[test]
+    fn a_probe_rs_port_an_rtt_console_and_a_power_switch() {
+        let text = format!(
+            "{HEAD}{SWD}\n[interfaces.rtt]\nkind = \"rtt\"\ndebug = \"swd\"\nscan = \"0x20000000+0x20000\"\n\n[interfaces.power]\nkind = \"power\"\ndriver = \"command\"\non_command = \"relay on\"\noff_command = \"relay off\"\n\n[actions.prepare]\nsteps = [ {{ power = \"cycle\" }}, {{ flash = \"fw.bin\", base = \"0x08000000\", on = \"swd\" }}, {{ send = \"x\", on = \"rtt\" }}, {{ debug = \"reset_halt\", on = \"swd\" }} ]\n"
+        );
+        let m = load("hardware-ok", &text).expect("loads");
+        match &m.interfaces["swd"] {
+            Interface::ProbeRs(p) => {
+                assert_eq!(p.chip, "STM32F411RETx");
+                assert_eq!(p.speed_khz, Some(4000));
+                assert!(p.policy.allow_flash && p.running);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &m.interfaces["rtt"] {
+            Interface::Rtt(r) => {
+                assert_eq!(r.debug, "swd");
+                assert_eq!(r.scan, [(0x2000_0000, 0x2_0000)]);
+                assert_eq!((r.up, r.down), (0, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &m.interfaces["power"],
+            Interface::Power(p) if matches!(p.driver, PowerDriverSpec::Command { .. })
+        ));
+        let steps = &m.actions["prepare"].steps;
+        assert!(
+            matches!(&steps[0], Step::Power { on: Some(on), op: PowerOp::Cycle, .. } if on == "power")
+        );
+        assert!(matches!(
+            &steps[1],
+            Step::Flash {
+                format: None,
+                base: Some(0x0800_0000),
+                verify: true,
+                ..
+            }
+        ));
+        assert_eq!(FlashFormat::from_path("fw.bin"), FlashFormat::Bin);
+        assert_eq!(FlashFormat::from_path("fw.HEX"), FlashFormat::Hex);
+        assert_eq!(
+            FlashFormat::from_path("target/release/fw"),
+            FlashFormat::Elf
+        );
+    }
+
+    #[test]
+    fn mistakes_are_reported_at_the_value() {
+        for (extra, words) in [
+            ("chip = \"STM32F999\"\n", "STM32F999"),
+            ("protocol = \"spi\"\n", "unknown wire protocol"),
+            ("speed_khz = 0\n", "speed_khz 0 is out of range"),
+        ] {
+            // The chip first (its own case), else a valid chip after the key under test.
+            let text = if extra.starts_with("chip") {
+                format!("{HEAD}\n[interfaces.swd]\nkind = \"probe-rs\"\n{extra}")
+            } else {
+                format!("{HEAD}\n[interfaces.swd]\nkind = \"probe-rs\"\n{extra}chip = \"RP2040\"\n")
+            };
+            let (line, _, msg, _) = error("probe-bad", &text);
+            assert_eq!(line, 10, "{msg}");
+            assert!(msg.contains(words), "{msg}");
+        }
+        let (_, _, msg, _) = error(
+            "probe-selector",
+            &format!("{HEAD}\n[interfaces.swd]\nkind = \"probe-rs\"\nchip = \"RP2040\"\nprobe = \"stlink\"\n"),
+        );
+        assert!(msg.contains("stlink"), "{msg}");
+        // Flashing needs the port's consent; a power step needs a switch.
+        let text = format!(
+            "{HEAD}{SWD}\n[actions.a]\non = \"swd\"\nsteps = [ {{ flash = \"fw.elf\" }} ]\n"
+        )
+        .replace("allow_flash = true\n", "");
+        let (_, _, msg, help) = error("no-flash", &text);
+        assert!(msg.contains("does not allow flashing"), "{msg}");
+        assert!(help.unwrap_or_default().contains("allow_flash = true"));
+        let (_, _, msg, _) = error(
+            "no-power",
+            &format!("{HEAD}\n[actions.a]\nsteps = [ {{ power = \"on\" }} ]\n"),
+        );
+        assert!(msg.contains("needs a power interface"), "{msg}");
+        let (_, _, msg, _) = error(
+            "bin-base",
+            &format!("{HEAD}{SWD}\n[actions.a]\non = \"swd\"\nsteps = [ {{ flash = \"fw.bin\", format = \"bin\" }} ]\n"),
+        );
+        assert!(msg.contains("needs `base`"), "{msg}");
+        // An RTT console reads through a debug port, and must know where to look.
+        let (_, _, msg, _) = error(
+            "rtt-not-debug",
+            &format!("{HEAD}\n[interfaces.rtt]\nkind = \"rtt\"\ndebug = \"console\"\nscan = \"0x20000000..0x20020000\"\n"),
+        );
+        assert!(msg.contains("not a debug port"), "{msg}");
+        let (_, _, msg, _) = error(
+            "rtt-where",
+            &format!("{HEAD}{SWD}\n[interfaces.rtt]\nkind = \"rtt\"\ndebug = \"swd\"\n"),
+        );
+        assert!(msg.contains("`control_block`"), "{msg}");
+        let (_, _, msg, _) = error(
+            "rtt-range",
+            &format!("{HEAD}{SWD}\n[interfaces.rtt]\nkind = \"rtt\"\ndebug = \"swd\"\nscan = \"0x2000..0x1000\"\n"),
+        );
+        assert!(msg.contains("not an address range"), "{msg}");
+        // Power drivers take their own keys only.
+        let (_, _, msg, _) = error(
+            "power-keys",
+            &format!("{HEAD}\n[interfaces.p]\nkind = \"power\"\ndriver = \"tasmota\"\ntopic = \"plug\"\ncoil = 3\n"),
+        );
+        assert!(msg.contains("does not take `coil`"), "{msg}");
+        let (_, _, msg, _) = error(
+            "power-emulator",
+            &format!("{HEAD}\n[interfaces.p]\nkind = \"power\"\ndriver = \"emulator\"\n"),
+        );
+        assert!(msg.contains("needs an [emulator] section"), "{msg}");
+        let (_, _, msg, _) = error(
+            "two-switches",
+            &format!("{HEAD}\n[interfaces.p]\nkind = \"power\"\ndriver = \"command\"\non_command = \"a\"\noff_command = \"b\"\n\n[interfaces.q]\nkind = \"power\"\ndriver = \"command\"\non_command = \"a\"\noff_command = \"b\"\n\n[actions.a]\nsteps = [ {{ power = \"off\" }} ]\n"),
+        );
+        assert!(msg.contains("several power interfaces (p, q)"), "{msg}");
+    }
+
+    #[test]
+    fn a_password_in_memory_names_a_debug_port() {
+        let unit = |pw: &str| format!("{HEAD}{SWD}\n[[unit]]\nname = \"u\"\npassword = {pw}\n");
+        let m = load(
+            "pw-memory",
+            &unit("{ memory = \"0x1fff7800\", length = 32 }"),
+        );
+        assert!(m.is_ok(), "the only debug port is the default: {m:?}");
+        let (_, _, msg, _) = error(
+            "pw-memory-console",
+            &unit("{ memory = \"0x1fff7800\", length = 32, on = \"console\" }"),
+        );
+        assert!(msg.contains("not a debug interface"), "{msg}");
+        let (_, _, msg, _) = error("pw-memory-length", &unit("{ memory = \"0x1fff7800\" }"));
+        assert!(msg.contains("needs `length`"), "{msg}");
+    }
+}

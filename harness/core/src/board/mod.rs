@@ -547,11 +547,15 @@ pub enum Step {
         accept: Option<Regex>,
         reject: Option<Regex>,
     },
-    /// Debug port: read `length` bytes at `address`; the hex text is matched and captured.
+    /// Debug port: read `length` bytes at `address`; their hex (or, with `encoding = "text"`,
+    /// the text they hold) is matched and captured.
     ReadMemory {
         on: String,
         address: Template,
         length: usize,
+        /// Match and capture the bytes as text (up to the first NUL or erased byte) rather
+        /// than as hex.
+        text: bool,
         pattern: Option<Regex>,
         reject: Option<Regex>,
         capture: Option<String>,

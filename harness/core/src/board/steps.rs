@@ -653,6 +653,21 @@ pub(crate) fn build_step(
                 );
                 return None;
             }
+            let text = match &s.encoding {
+                None => false,
+                Some(e) => match e.get_ref().as_str() {
+                    "hex" => false,
+                    "text" => true,
+                    other => {
+                        d.at(
+                            Some(e.span()),
+                            format!("unknown memory encoding {other:?}"),
+                            Some("use \"hex\" (the default) or \"text\" (the bytes up to the first NUL or erased byte, as UTF-8)"),
+                        );
+                        return None;
+                    }
+                },
+            };
             let pattern = regex_opt(d, &s.expect, "expect").ok()?;
             let reject = regex_opt(d, &s.reject, "reject").ok()?;
             if let Some(p) = &pattern {
@@ -665,6 +680,7 @@ pub(crate) fn build_step(
                 on,
                 address,
                 length,
+                text,
                 pattern,
                 reject,
                 capture: s.capture.clone(),

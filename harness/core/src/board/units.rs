@@ -349,7 +349,7 @@ mod tests {
         assert_eq!((e.line, e.col), (14, 12), "{e}");
         assert!(
             e.message
-                .contains("exactly one of `value`, `env` or `action`"),
+                .contains("exactly one of `value`, `env`, `action`"),
             "{e}"
         );
         let e = first("{ action = \"read_label\" }", LoadMode::Check);

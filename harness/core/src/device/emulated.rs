@@ -28,6 +28,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct MemoryRead<'s> {
     pub address: &'s Template,
     pub length: usize,
+    /// As text up to the first NUL or erased byte (else as hex).
+    pub text: bool,
     pub pattern: Option<&'s Regex>,
     pub reject: Option<&'s Regex>,
     pub capture: Option<&'s str>,
@@ -96,7 +98,15 @@ impl Device {
             .await
             .map_err(|_| at.link(timeout_error("read_memory", timeout)))?
             .map_err(|e| at.link(e))?;
-        let text = crate::iface::gdb::to_hex(&bytes);
+        let text = if read.text {
+            let end = bytes
+                .iter()
+                .position(|b| *b == 0 || *b == 0xff)
+                .unwrap_or(bytes.len());
+            String::from_utf8_lossy(&bytes[..end]).into_owned()
+        } else {
+            crate::iface::gdb::to_hex(&bytes)
+        };
         if let Some(r) = read.reject {
             if r.is_match(text.as_bytes()) {
                 out.rejected = Some(text);

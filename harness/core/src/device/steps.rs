@@ -245,6 +245,7 @@ impl Device {
                 on,
                 address,
                 length,
+                text,
                 pattern,
                 reject,
                 capture,
@@ -253,6 +254,7 @@ impl Device {
                 let read = MemoryRead {
                     address,
                     length: *length,
+                    text: *text,
                     pattern: pattern.as_ref(),
                     reject: reject.as_ref(),
                     capture: capture.as_deref(),
