@@ -15,28 +15,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn have_qemu() -> bool {
-    let ok = std::process::Command::new("qemu-system-arm")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "qemu-system-arm is missing in CI: the test command (ci/test) installs it"
-        );
-        eprintln!("SKIPPED: qemu-system-arm is not on PATH; install it (apt-get install --no-install-recommends qemu-system-arm) or run ci/test");
-        return false;
-    }
-    if !repo_root().join("target/firmware/secure.elf").is_file() {
-        let st = std::process::Command::new(repo_root().join("fixtures/firmware/build"))
-            .status()
-            .expect("run fixtures/firmware/build");
-        assert!(st.success(), "fixtures/firmware/build failed");
-    }
-    true
-}
-
 /// `boards/qemu/hilref-f4.toml` copied into `dir` with its paths made absolute and every QEMU
 /// named `marker-<unit>` (`-name`), so the test finds its own emulators by command line.
 fn qemu_fleet_copy(dir: &Path, marker: &str) -> PathBuf {

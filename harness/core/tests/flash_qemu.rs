@@ -16,8 +16,9 @@
 //! builds it before the tests) and fails if it is missing. If `qemu-system-arm` is not on PATH
 //! the test says loudly that it was skipped and passes.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ use hilsec_core::iface::LinkError;
 use hilsec_core::transcript::Transcript;
 use object::read::elf::{FileHeader, ProgramHeader};
 
+use common::qemu::{firmware, qemu_available, skipped, Qemu};
+
 /// Start of the STM32F405's flash.
 const FLASH: u64 = 0x0800_0000;
 /// USART1's status register: reads back its own value (0xc0, transmitter idle), whatever is
@@ -37,38 +40,6 @@ const FLASH: u64 = 0x0800_0000;
 const USART1_SR: u64 = 0x4001_1000;
 /// Nothing is mapped here on the STM32F405 (FSMC bank 1 without memory).
 const UNMAPPED: u64 = 0x6000_0000;
-
-fn qemu_available() -> bool {
-    std::process::Command::new("qemu-system-arm")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Says loudly that a test did not run (straight to stderr, which the test harness does not
-/// capture), so it shows in CI logs.
-fn skipped(why: &str) {
-    use std::io::Write as _;
-    let bar = "!".repeat(78);
-    let _ = writeln!(std::io::stderr(), "\n{bar}\n!! SKIPPED {why}\n{bar}");
-}
-
-/// `<workspace root>/target/firmware/<name>.elf`, or a failure saying how to build it.
-fn firmware(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/firmware")
-        .join(format!("{name}.elf"));
-    assert!(
-        path.is_file(),
-        "{} is missing: build the reference firmware first with `fixtures/firmware/build` \
-         (from the repository root)",
-        path.display()
-    );
-    path
-}
 
 /// An ELF's `PT_LOAD` segments with file contents: (physical address, bytes), sorted.
 /// Parsed here with `object` directly, independently of the code under test.
@@ -129,93 +100,31 @@ fn to_hex(base: u64, data: &[u8]) -> String {
     ihex::create_object_file_representation(&records).expect("write Intel HEX")
 }
 
-/// A QEMU process booting `kernel`, with its gdbstub on a loopback port; killed with its process
-/// group on drop (also when the test panics), and by the kernel if the test process dies.
-struct Qemu {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-impl Qemu {
-    fn start(kernel: &Path) -> Qemu {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind a free port")
-            .local_addr()
-            .expect("local addr")
-            .port();
-        let mut cmd = tokio::process::Command::new("qemu-system-arm");
-        cmd.args(["-M", "netduinoplus2", "-nographic", "-monitor", "none"])
-            .args(["-serial", "null"])
-            .arg("-kernel")
-            .arg(kernel)
-            .arg("-gdb")
-            .arg(format!("tcp:127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .process_group(0);
-        // SAFETY: only an async-signal-safe prctl between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::KILL,
-                ))?;
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start qemu-system-arm");
-        Qemu { child, port }
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts QEMU and attaches; a new port if QEMU could not bind the one chosen (another
-    /// process took it in between), or attaching keeps being refused while it starts.
-    async fn start_attached(kernel: &Path, t: &Transcript) -> (Qemu, GdbLink) {
-        for _ in 0..3 {
-            let mut qemu = Qemu::start(kernel);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = qemu.child.try_wait() {
-                    eprintln!("qemu-system-arm exited at start ({status}); trying another port");
-                    break;
-                }
-                if tokio::net::TcpStream::connect(qemu.address()).await.is_ok() {
-                    let link = GdbLink::connect(
-                        "gdb",
-                        &qemu.address(),
-                        Duration::from_secs(10),
-                        t.clone(),
-                        GdbOptions {
-                            reset_command: Some("system_reset".into()),
-                            running: true,
-                        },
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot attach to QEMU's gdbstub: {e}"));
-                    return (qemu, link);
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        panic!("qemu-system-arm did not start its gdbstub");
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        if let Some(pid) = self
-            .child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-        let _ = self.child.start_kill();
-    }
+/// QEMU booting `kernel`, attached with the target running.
+async fn start_attached(kernel: &Path, t: &Transcript) -> (Qemu, GdbLink) {
+    let kernel = kernel.display().to_string();
+    let qemu = Qemu::start(|_| {
+        vec![
+            "-serial".into(),
+            "null".into(),
+            "-kernel".into(),
+            kernel.clone(),
+        ]
+    })
+    .await;
+    let link = GdbLink::connect(
+        "gdb",
+        &qemu.address(),
+        Duration::from_secs(10),
+        t.clone(),
+        GdbOptions {
+            reset_command: Some("system_reset".into()),
+            running: true,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot attach to QEMU's gdbstub: {e}"));
+    (qemu, link)
 }
 
 /// Progress events with when they came.
@@ -350,7 +259,7 @@ async fn flash_through_qemu_gdbstub() {
     );
 
     let t = Transcript::new();
-    let (_qemu, mut link) = Qemu::start_attached(&universal_elf, &t).await;
+    let (_qemu, mut link) = start_attached(&universal_elf, &t).await;
     assert!(!link.is_halted(), "the firmware runs while attached");
     let before = read_back(&mut link, FLASH, span).await;
     expect(&universal, &before);

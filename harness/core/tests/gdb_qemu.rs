@@ -8,6 +8,8 @@
 //! an image the reset vector is 0 and the core locks up on the first instruction. If
 //! `qemu-system-arm` is not on PATH the QEMU test says loudly that it was skipped and passes.
 
+mod common;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,25 +21,9 @@ use hilsec_core::transcript::Transcript;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use common::qemu::{qemu_available, skipped, Qemu};
+
 const RAM_PATTERN_AT: u64 = 0x2000_0100;
-
-fn qemu_available() -> bool {
-    std::process::Command::new("qemu-system-arm")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Says loudly that a test did not run: straight to the process's stderr, which the test
-/// harness does not capture (it captures only `print!`/`eprint!`), so it shows in CI logs.
-fn skipped(why: &str) {
-    use std::io::Write as _;
-    let bar = "!".repeat(78);
-    let _ = writeln!(std::io::stderr(), "\n{bar}\n!! SKIPPED {why}\n{bar}");
-}
 
 /// The test image: vector table and a counting loop.
 fn loop_image() -> Vec<u8> {
@@ -49,97 +35,26 @@ fn loop_image() -> Vec<u8> {
     v
 }
 
-/// A QEMU process that dies with the test: own process group, killed on drop (also when the
-/// test panics), and by the kernel if the test process dies.
-struct Qemu {
-    child: tokio::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Qemu {
-    fn start() -> Qemu {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let image = dir.path().join("loop.bin");
+/// QEMU running the loop image, halted (`-S`), its gdbstub listening.
+async fn start_ready() -> Qemu {
+    Qemu::start(|dir| {
+        let image = dir.join("loop.bin");
         std::fs::write(&image, loop_image()).expect("write image");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind a free port")
-            .local_addr()
-            .expect("local addr")
-            .port();
-        let mut cmd = tokio::process::Command::new("qemu-system-arm");
-        cmd.args(["-M", "netduinoplus2", "-nographic", "-monitor", "none"])
-            .args(["-serial", "null", "-S"])
-            .arg("-device")
-            .arg(format!("loader,file={},addr=0x08000000", image.display()))
-            .arg("-gdb")
-            .arg(format!("tcp:127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .process_group(0);
-        // SAFETY: only an async-signal-safe prctl between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::KILL,
-                ))?;
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start qemu-system-arm");
-        Qemu {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Connects, retrying while QEMU is still starting (connection refused).
-    /// Starts QEMU and waits until its gdbstub listens; a new port if QEMU could not bind
-    /// the one chosen (another process took it in between). Probing the stub is harmless:
-    /// with `-S` the CPU is already stopped, and a bare connection changes nothing.
-    async fn start_ready() -> Qemu {
-        for _ in 0..3 {
-            let mut qemu = Qemu::start();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = qemu.child.try_wait() {
-                    eprintln!("qemu-system-arm exited at start ({status}); trying another port");
-                    break;
-                }
-                if tokio::net::TcpStream::connect(qemu.address()).await.is_ok() {
-                    return qemu;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        panic!("qemu-system-arm did not start its gdbstub");
-    }
-
-    async fn connect(&self, options: GdbOptions, t: Transcript) -> GdbLink {
-        GdbLink::connect("gdb", &self.address(), Duration::from_secs(3), t, options)
-            .await
-            .unwrap_or_else(|e| panic!("cannot attach to QEMU's gdbstub: {e}"))
-    }
+        vec![
+            "-serial".into(),
+            "null".into(),
+            "-S".into(),
+            "-device".into(),
+            format!("loader,file={},addr=0x08000000", image.display()),
+        ]
+    })
+    .await
 }
 
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        if let Some(pid) = self
-            .child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-        let _ = self.child.start_kill();
-    }
+async fn connect(qemu: &Qemu, options: GdbOptions, t: Transcript) -> GdbLink {
+    GdbLink::connect("gdb", &qemu.address(), Duration::from_secs(3), t, options)
+        .await
+        .unwrap_or_else(|e| panic!("cannot attach to QEMU's gdbstub: {e}"))
 }
 
 async fn r0(link: &mut GdbLink) -> u64 {
@@ -160,13 +75,13 @@ async fn qemu_gdbstub() {
         );
         return;
     }
-    let mut qemu = Qemu::start_ready().await;
+    let mut qemu = start_ready().await;
     let t = Transcript::new();
     let options = GdbOptions {
         reset_command: Some("system_reset".into()),
         running: true,
     };
-    let mut link = qemu.connect(options.clone(), t.clone()).await;
+    let mut link = connect(&qemu, options.clone(), t.clone()).await;
     assert!(!link.is_halted(), "attach must leave the target running");
     assert!(
         link.packet_size() >= 1024,
@@ -279,7 +194,7 @@ async fn qemu_gdbstub() {
         reset_command: None,
         running: false,
     };
-    let mut link = qemu.connect(halted.clone(), t.clone()).await;
+    let mut link = connect(&qemu, halted.clone(), t.clone()).await;
     assert!(link.is_halted(), "running = false leaves the target halted");
     let after = r0(&mut link).await;
     assert_ne!(before, after, "the target ran after close()");
@@ -293,27 +208,27 @@ async fn qemu_gdbstub() {
     // Dropping the link detaches too (best effort, halted target).
     drop(link);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut link = qemu.connect(halted.clone(), t.clone()).await;
+    let mut link = connect(&qemu, halted.clone(), t.clone()).await;
     assert_ne!(r0(&mut link).await, after, "the target ran after drop");
     // ... and a dropped link whose target was running (0x03 then D).
     link.resume().await.unwrap();
     drop(link);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut link = qemu.connect(halted, t.clone()).await;
+    let mut link = connect(&qemu, halted, t.clone()).await;
     let a = r0(&mut link).await;
     drop(link);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     // An unknown monitor command is an error even though QEMU answers OK.
-    let mut link = qemu
-        .connect(
-            GdbOptions {
-                reset_command: Some("no_such_command".into()),
-                running: true,
-            },
-            t.clone(),
-        )
-        .await;
+    let mut link = connect(
+        &qemu,
+        GdbOptions {
+            reset_command: Some("no_such_command".into()),
+            running: true,
+        },
+        t.clone(),
+    )
+    .await;
     assert_ne!(r0(&mut link).await, a);
     let e = link.reset().await.unwrap_err();
     assert!(

@@ -8,8 +8,9 @@
 //!
 //! Set `RTT_QEMU_SHOW=1` to print the transcripts and the measured latency and throughput.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ use hilsec_core::iface::LinkError;
 use hilsec_core::transcript::Transcript;
 use regex::bytes::Regex;
 
+use common::qemu::{firmware, qemu_available, skipped, Qemu};
+
 const PASSWORD: &str = "Rtt-Tr0ub4dor-42x";
 const SERIAL: &str = "HRF4-RTT-0001";
 const UNIT_NAME: &str = "hilref-rtt-1";
@@ -29,44 +32,15 @@ const RAM: (u64, u64) = (0x2000_0000, 0x2_0000);
 /// Generous: a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn qemu_available() -> bool {
-    std::process::Command::new("qemu-system-arm")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Says loudly that a test did not run (stderr is not captured for the test harness).
-fn skipped(why: &str) -> bool {
-    use std::io::Write as _;
-    let bar = "!".repeat(78);
-    let _ = writeln!(std::io::stderr(), "\n{bar}\n!! SKIPPED {why}\n{bar}");
-    true
-}
-
 fn no_qemu(test: &str) -> bool {
-    !qemu_available()
-        && skipped(&format!(
-            "rtt_qemu::{test}: qemu-system-arm is not on PATH; install QEMU (Debian: \
-             qemu-system-arm) to run the RTT console tests"
-        ))
-}
-
-/// `target/firmware/<variant>.elf`, or a failure that says how to build it.
-fn firmware(variant: &str) -> PathBuf {
-    let elf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/firmware")
-        .join(format!("{variant}.elf"));
-    assert!(
-        elf.exists(),
-        "{} is missing: run fixtures/firmware/build (it builds the reference firmware's \
-         variants, `rtt` included)",
-        elf.display()
-    );
-    elf
+    if qemu_available() {
+        return false;
+    }
+    skipped(&format!(
+        "rtt_qemu::{test}: qemu-system-arm is not on PATH; install QEMU (Debian: \
+         qemu-system-arm) to run the RTT console tests"
+    ));
+    true
 }
 
 /// The address of `symbol` in a 32-bit little-endian ELF (its symbol table), read by hand.
@@ -102,26 +76,12 @@ fn elf_symbol(elf: &Path, symbol: &str) -> Option<u64> {
     None
 }
 
-/// A QEMU running a firmware with its GDB stub, dying with the test (own process group,
-/// killed on drop and by the kernel if the test process dies).
-struct Qemu {
-    child: tokio::process::Child,
-    gdb_port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
-impl Qemu {
-    fn spawn(elf: &Path) -> Qemu {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let unit = dir.path().join("unit.bin");
+/// QEMU running `elf` with a unit's data loaded and its UART written to `uart.txt`, attached
+/// through its GDB stub with the target left running.
+async fn start(elf: &Path, t: &Transcript) -> (Qemu, SharedDebug) {
+    let elf = elf.display().to_string();
+    let qemu = Qemu::start(|dir| {
+        let unit = dir.join("unit.bin");
         std::fs::write(
             &unit,
             format!(
@@ -129,94 +89,35 @@ impl Qemu {
             ),
         )
         .expect("write unit data");
-        let gdb_port = free_port();
-        let mut cmd = tokio::process::Command::new("qemu-system-arm");
-        cmd.args(["-M", "netduinoplus2", "-nographic", "-monitor", "none"])
-            .arg("-kernel")
-            .arg(elf)
-            .arg("-device")
-            .arg(format!("loader,file={},addr=0x2001f000", unit.display()))
-            .arg("-serial")
-            .arg(format!("file:{}", dir.path().join("uart.txt").display()))
-            .arg("-gdb")
-            .arg(format!("tcp:127.0.0.1:{gdb_port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .process_group(0);
-        // SAFETY: only an async-signal-safe prctl between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::KILL,
-                ))?;
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().expect("start qemu-system-arm");
-        Qemu {
-            child,
-            gdb_port,
-            dir,
-        }
-    }
-
-    /// Starts QEMU and attaches to its GDB stub (target left running); another port if QEMU
-    /// could not bind the one chosen.
-    async fn start(elf: &Path, t: &Transcript) -> (Qemu, SharedDebug) {
-        for _ in 0..3 {
-            let mut qemu = Qemu::spawn(elf);
-            let deadline = Instant::now() + WAIT;
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = qemu.child.try_wait() {
-                    eprintln!("qemu-system-arm exited at start ({status}); trying another port");
-                    break;
-                }
-                let addr = format!("127.0.0.1:{}", qemu.gdb_port);
-                if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                    let link = GdbLink::connect(
-                        "gdb",
-                        &addr,
-                        Duration::from_secs(5),
-                        t.clone(),
-                        GdbOptions {
-                            reset_command: Some("system_reset".into()),
-                            running: true,
-                        },
-                    )
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot attach to QEMU's gdbstub: {e}"));
-                    let boxed: Box<dyn DebugAccess> = Box::new(link);
-                    return (qemu, Arc::new(tokio::sync::Mutex::new(boxed)));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        panic!("qemu-system-arm did not start its gdbstub");
-    }
-
-    fn kill(&mut self) {
-        if let Some(pid) = self
-            .child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-        let _ = self.child.start_kill();
-    }
-
-    /// What the firmware wrote on its UART so far.
-    fn uart(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("uart.txt")).unwrap_or_default()
-    }
+        vec![
+            "-kernel".into(),
+            elf.clone(),
+            "-device".into(),
+            format!("loader,file={},addr=0x2001f000", unit.display()),
+            "-serial".into(),
+            format!("file:{}", dir.join("uart.txt").display()),
+        ]
+    })
+    .await;
+    let link = GdbLink::connect(
+        "gdb",
+        &qemu.address(),
+        Duration::from_secs(5),
+        t.clone(),
+        GdbOptions {
+            reset_command: Some("system_reset".into()),
+            running: true,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot attach to QEMU's gdbstub: {e}"));
+    let boxed: Box<dyn DebugAccess> = Box::new(link);
+    (qemu, Arc::new(tokio::sync::Mutex::new(boxed)))
 }
 
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// What the firmware wrote on its UART so far.
+fn uart(qemu: &Qemu) -> String {
+    std::fs::read_to_string(qemu.dir.path().join("uart.txt")).unwrap_or_default()
 }
 
 fn render(t: &Transcript) -> String {
@@ -260,7 +161,7 @@ async fn login_and_commands_over_rtt() {
     }
     let elf = firmware("rtt");
     let t = Transcript::new();
-    let (qemu, debug) = Qemu::start(&elf, &t).await;
+    let (qemu, debug) = start(&elf, &t).await;
     let debug_entries = |t: &Transcript| render(t).lines().filter(|l| l.contains(" gdb ")).count();
     let attach_entries = debug_entries(&t);
     let mut c = open_console("rtt", debug.clone(), &ram_scan(), t.clone())
@@ -325,7 +226,7 @@ async fn login_and_commands_over_rtt() {
     }
 
     // The UART carries one boot line naming the block.
-    let uart = qemu.uart();
+    let uart = uart(&qemu);
     let at = elf_symbol(&elf, "_SEGGER_RTT").expect("_SEGGER_RTT in rtt.elf");
     assert!(
         uart.contains(&format!("control block _SEGGER_RTT at {at:#010x}")),
@@ -363,7 +264,7 @@ async fn declared_control_block_address() {
     let elf = firmware("rtt");
     let at = elf_symbol(&elf, "_SEGGER_RTT").expect("_SEGGER_RTT in rtt.elf");
     let t = Transcript::new();
-    let (_qemu, debug) = Qemu::start(&elf, &t).await;
+    let (_qemu, debug) = start(&elf, &t).await;
 
     let wrong = RttOptions {
         control_block: Some(at + 0x40),
@@ -426,7 +327,7 @@ async fn firmware_without_rtt_is_an_open_error() {
     }
     let elf = firmware("secure");
     let t = Transcript::new();
-    let (_qemu, debug) = Qemu::start(&elf, &t).await;
+    let (_qemu, debug) = start(&elf, &t).await;
     let opts = RttOptions {
         scan: vec![RAM],
         timeout: Duration::from_secs(2),
@@ -455,7 +356,7 @@ async fn killed_target_closes_the_console() {
     }
     let elf = firmware("rtt");
     let t = Transcript::new();
-    let (mut qemu, debug) = Qemu::start(&elf, &t).await;
+    let (mut qemu, debug) = start(&elf, &t).await;
     let mut c = open_console("rtt", debug, &ram_scan(), t.clone())
         .await
         .unwrap_or_else(|e| panic!("open the RTT console: {e}"));

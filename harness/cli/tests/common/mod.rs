@@ -287,3 +287,28 @@ pub fn signal(pid: u32, sig: i32) {
     let rc = unsafe { libc::kill(pid as i32, sig) };
     assert_eq!(rc, 0, "kill({pid}, {sig})");
 }
+
+/// Whether the emulated-fleet tests can run: `qemu-system-arm` on PATH (in CI it must be: the
+/// test command installs it; elsewhere its absence is a loud skip), and the reference firmware
+/// built (built here when missing).
+pub fn have_qemu() -> bool {
+    let ok = Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "qemu-system-arm is missing in CI: the test command (ci/test) installs it"
+        );
+        eprintln!("SKIPPED: qemu-system-arm is not on PATH; install it (apt-get install --no-install-recommends qemu-system-arm) or run ci/test");
+        return false;
+    }
+    if !repo_root().join("target/firmware/rtt.elf").is_file() {
+        let st = Command::new(repo_root().join("fixtures/firmware/build"))
+            .status()
+            .expect("run fixtures/firmware/build");
+        assert!(st.success(), "fixtures/firmware/build failed");
+    }
+    true
+}

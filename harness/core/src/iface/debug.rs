@@ -98,6 +98,19 @@ pub trait DebugAccess: Send {
     fn set_quiet(&mut self, quiet: bool);
 }
 
+/// For an access note: how long a running core was halted for the access that started at
+/// `started` (nothing when the core was halted already).
+pub fn halted_for(was_running: bool, started: std::time::Instant) -> String {
+    if was_running {
+        format!(
+            " (halted {:.1} ms for the access)",
+            started.elapsed().as_secs_f64() * 1e3
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Checks an access of `len` bytes at `address` before anything is sent: at most
 /// [`MAX_ACCESS`] bytes, and not past the end of the 64-bit address space.
 pub fn check_access(what: &str, address: u64, len: usize) -> Result<(), LinkError> {

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::debug::{check_access, hex_preview, DebugAccess, Register};
+use super::debug::{check_access, halted_for, hex_preview, DebugAccess, Register};
 use super::LinkError;
 use crate::transcript::{escape, Direction, Transcript};
 
@@ -1251,19 +1251,6 @@ impl Drop for GdbLink {
     /// Detaches best effort without waiting, so the target keeps running.
     fn drop(&mut self) {
         self.detach_best_effort();
-    }
-}
-
-/// For an access note: how long a running target was halted for it (nothing if it was halted
-/// already).
-fn halted_for(was_running: bool, started: Instant) -> String {
-    if was_running {
-        format!(
-            " (halted {:.1} ms for the access)",
-            started.elapsed().as_secs_f64() * 1e3
-        )
-    } else {
-        String::new()
     }
 }
 

@@ -66,7 +66,7 @@ use probe_rs::probe::list::{Accessibility, Lister};
 use probe_rs::probe::{DebugProbeError, DebugProbeInfo, DebugProbeSelector, Probe, WireProtocol};
 use probe_rs::{MemoryInterface, Permissions, RegisterId, RegisterValue, Session};
 
-use super::debug::{check_access, hex_preview, DebugAccess, Register};
+use super::debug::{check_access, halted_for, hex_preview, DebugAccess, Register};
 use super::flash::{FlashProgress, FlashReport, FlashRequest, ImageFormat, ProgressSink};
 use super::LinkError;
 use crate::transcript::Transcript;
@@ -1587,18 +1587,6 @@ impl Drop for ProbeRsLink {
     /// Resumes a core the harness halted and detaches, best effort, without waiting.
     fn drop(&mut self) {
         self.release();
-    }
-}
-
-/// For an access note: how long a running core was halted for it (nothing if it was not).
-fn halted_for(halted: bool, started: Instant) -> String {
-    if halted {
-        format!(
-            " (halted {:.1} ms for the access)",
-            started.elapsed().as_secs_f64() * 1e3
-        )
-    } else {
-        String::new()
     }
 }
 

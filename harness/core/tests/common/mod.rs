@@ -1,0 +1,3 @@
+//! Helpers shared by hilsec-core's integration tests.
+
+pub mod qemu;
