@@ -765,3 +765,75 @@ async fn an_unreachable_broker_is_an_open_error() {
         Ok(_) => panic!("opened a plug on a broker nobody serves"),
     }
 }
+
+/// mosquitto on a free loopback port, killed on drop; `None` (a loud skip) where it is not
+/// installed outside CI.
+struct Mosquitto(Child, SocketAddr);
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_mosquitto() -> Option<Mosquitto> {
+    let exe = ["/usr/sbin/mosquitto", "mosquitto"].into_iter().find(|p| {
+        Command::new(p)
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    });
+    let Some(exe) = exe else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mosquitto is missing in CI: the test command (ci/test) installs it"
+        );
+        eprintln!("SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+        return None;
+    };
+    let port = free_port();
+    let child = Command::new(exe)
+        .args(["-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Mosquitto(child, addr))
+}
+
+#[tokio::test]
+async fn a_tasmota_plug_through_mosquitto() {
+    // The lab's broker is rarely the embedded one: the same exchange through mosquitto.
+    let Some(broker) = start_mosquitto() else {
+        return;
+    };
+    let seen = plug(broker.1, "bench-plug", Plug::Honest).await;
+    let t = Transcript::new();
+    let mut p = PowerLink::open(
+        "plug",
+        tasmota(broker.1, "bench-plug", None),
+        PATIENCE,
+        t.clone(),
+    )
+    .await
+    .expect("open");
+    bounded(async {
+        p.set(false).await.expect("off");
+        p.cycle(Duration::from_millis(50)).await.expect("cycle");
+        assert_eq!(p.state().await.expect("state"), Some(true));
+    })
+    .await;
+    assert_eq!(
+        commands(&seen),
+        ["POWER OFF", "POWER OFF", "POWER ON", "POWER ?"]
+    );
+}

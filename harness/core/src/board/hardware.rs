@@ -570,6 +570,14 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_test_reads_where_the_chip_keeps_its_firmware() {
+        assert_eq!(super::flash_start("STM32F411RETx"), Some(0x0800_0000));
+        assert_eq!(super::flash_start("nRF52840_xxAA"), Some(0));
+        assert_eq!(super::flash_start("RP2040"), Some(0x1000_0000));
+        assert_eq!(super::flash_start("no such chip"), None);
+    }
+
+    #[test]
     fn a_password_in_memory_names_a_debug_port() {
         let unit = |pw: &str| format!("{HEAD}{SWD}\n[[unit]]\nname = \"u\"\npassword = {pw}\n");
         let m = load(
