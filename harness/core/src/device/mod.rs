@@ -531,8 +531,9 @@ impl Device {
         data: &Data,
     ) -> Result<ActionOutcome, ActionError> {
         // A password kept in the unit's memory is read before the first action, so recipes
-        // can use {secret.password} as with one written in the board file.
-        if self.password.is_none() {
+        // can use {secret.password} as with one written in the board file; not before
+        // `prepare`, which may first have to power the unit on.
+        if self.password.is_none() && name != "prepare" {
             if let Some(SecretSpec::FromMemory {
                 on,
                 address,
