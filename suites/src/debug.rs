@@ -10,7 +10,10 @@
 //! refused (readout protection, APPROTECT, a locked DAP) is a `pass`. A probe that cannot reach
 //! the target's port at all proves nothing either way: a permanently disabled port (RDP level
 //! 2, a blown JTAG fuse) and a loose wire look the same, so that is `inconclusive`, saying how
-//! to tell them apart. No probe, or no GDB server, is the bench's problem: `error`.
+//! to tell them apart; so is an access port that faults while attaching (protection on some
+//! chips, a sleeping core on others). No probe, or no GDB server, is the bench's problem:
+//! `error`. A refusal only counts where an unlocked unit answers: a `gdb` port must declare
+//! `lock_test_address`, a probe-rs port's must be in the chip's memory map (`check-board`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,7 +110,8 @@ impl Test for PortLocked {
             ))
             .with_data(data),
             Err(LinkError::Open { detail, .. })
-                if detail.starts_with(hilsec_core::iface::probe::TARGET_SILENT) =>
+                if detail.starts_with(hilsec_core::iface::probe::TARGET_SILENT)
+                    || detail.starts_with(hilsec_core::iface::probe::ATTACH_FAULT) =>
             {
                 Outcome::inconclusive(format!(
                 "could not attach to the debug port {iface}: {detail}. A port disabled for good \

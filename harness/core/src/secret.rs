@@ -98,7 +98,15 @@ impl Redactor {
         }
     }
 
-    /// Replaces every secret, and every long beginning of one, with the marker.
+    /// A secret's bytes as hex, as debug-port evidence shows memory: two digits per byte, any
+    /// case, with an optional space between bytes (a preview groups four bytes, a GDB reply
+    /// packet none), so a password read from or written to a unit's memory is hidden too.
+    fn hex_form(secret: &str) -> Option<regex::Regex> {
+        let bytes: Vec<String> = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        regex::Regex::new(&format!("(?i){}", bytes.join(" ?"))).ok()
+    }
+
+    /// Replaces every secret, every long beginning of one, and its hex form, with the marker.
     ///
     /// The beginnings: a device that echoes what is typed until its login program turns echo
     /// off echoes the first characters of a password sent at once after the prompt (seen with
@@ -110,6 +118,16 @@ impl Redactor {
         for s in &self.secrets {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), REDACTED);
+            }
+        }
+        // Hex digits of memory: only text holding a run of them needs the patterns.
+        if out.contains(|c: char| c.is_ascii_hexdigit()) {
+            for s in &self.secrets {
+                if let Some(re) = Self::hex_form(s) {
+                    if re.is_match(&out) {
+                        out = re.replace_all(&out, REDACTED).into_owned();
+                    }
+                }
             }
         }
         for s in &self.secrets {
@@ -139,6 +157,18 @@ mod tests {
     fn debug_hides_secret() {
         let s = SecretValue::secret("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_secret_shown_as_memory_hex_is_redacted_too() {
+        let mut r = Redactor::default();
+        r.add("Vz7!kQ2#");
+        // "Vz7!kQ2#" = 56 7a 37 21 6b 51 32 23, in a GDB reply and in a grouped preview.
+        let got =
+            r.redact("<- $00ff567a37216b513223ff#aa\nread 12 bytes: 00ff567a 37216B51 3223ff00");
+        assert!(!got.contains("567a3721"), "{got}");
+        assert!(!got.contains("37216B51"), "{got}");
+        assert_eq!(got.matches(REDACTED).count(), 2, "{got}");
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
 
     // Interfaces.
     let interfaces = build_interfaces(path, raw, d, &emulator_vars);
+    if declarations.production_firmware == Some(true) {
+        super::hardware::check_lock_test_addresses(d, raw, &interfaces);
+    }
 
     // Disclosure URLs: after the emulator, whose captures they may use.
     let mut declarations = declarations;

@@ -43,6 +43,60 @@ pub(crate) fn debug_policy(d: &mut Diag, i: &InterfaceSection) -> DebugPolicy {
     }
 }
 
+/// On a board declaring production firmware, the lock test must read where an unlocked unit
+/// answers, or a refusal would prove nothing: a GDB stub also refuses an unmapped address, so
+/// a `gdb` port must declare `lock_test_address`; a probe-rs port's (declared or the flash
+/// start) must lie in the chip's memory map.
+pub(crate) fn check_lock_test_addresses(
+    d: &mut Diag,
+    raw: &RawBoardFile,
+    interfaces: &std::collections::BTreeMap<String, super::Interface>,
+) {
+    for (name, iface) in interfaces {
+        let Some(table) = raw.interfaces.get(name) else {
+            continue;
+        };
+        let declared = table.get_ref().lock_test_address.as_ref();
+        match iface {
+            super::Interface::Gdb(g) if g.policy.lock_test_address.is_none() => d.at(
+                Some(table.span()),
+                format!("gdb interface {name:?} needs `lock_test_address` on a board declaring production_firmware = true"),
+                Some("the debug-port lock test reads there: give an address an unlocked unit lets the port read, e.g. the start of flash (\"0x08000000\" on an STM32); a stub also refuses unmapped addresses, so a refusal anywhere else proves nothing"),
+            ),
+            super::Interface::ProbeRs(p) => {
+                if let (Some(a), Some(v)) = (p.policy.lock_test_address, declared) {
+                    if chip_maps(&p.chip, a) == Some(false) {
+                        d.at(
+                            Some(v.span()),
+                            format!("{a:#010x} is not in {}'s memory map", p.chip),
+                            Some("give an address of the chip's flash or RAM (the default is the start of flash)"),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether `address` lies in a region of `chip`'s memory map (`None`: chip unknown).
+fn chip_maps(chip: &str, address: u64) -> Option<bool> {
+    let target = registry().get_target_by_name(chip).ok()?;
+    Some(target.memory_map.iter().any(|r| {
+        let range = match r {
+            probe_rs::config::MemoryRegion::Nvm(n) => &n.range,
+            probe_rs::config::MemoryRegion::Ram(m) => &m.range,
+            probe_rs::config::MemoryRegion::Generic(g) => &g.range,
+        };
+        range.contains(&address)
+    }))
+}
+
+/// probe-rs's built-in chip descriptions, loaded once (shared with the probe backend).
+fn registry() -> &'static probe_rs::config::Registry {
+    &crate::iface::probe::REGISTRY
+}
+
 /// `kind = "probe-rs"`: chip (known to probe-rs), probe selector, wire protocol, speed.
 pub(crate) fn probe_rs_spec(
     d: &mut Diag,
@@ -102,7 +156,7 @@ pub(crate) fn probe_rs_spec(
             d.at(
                 Some(s.span()),
                 format!("speed_khz {} is out of range", s.get_ref()),
-                Some("probes run SWD/JTAG at 100 to 50000 kHz; 4000 is a common choice"),
+                Some("give 1 to 100000 kHz; 4000 is a common choice, and probes round to a speed they support"),
             );
             return None;
         }
@@ -190,6 +244,14 @@ pub(crate) fn rtt_spec(
             );
             return None;
         }
+    }
+    if let (Some(_), Some(scan)) = (&i.control_block, &i.scan) {
+        d.at(
+            Some(scan.span()),
+            format!("rtt interface {name:?}: give `control_block` or `scan`, not both"),
+            Some("with the control block's address known, nothing needs searching"),
+        );
+        return None;
     }
     let control_block = match &i.control_block {
         Some(c) => Some(address(d, c)?),
@@ -310,6 +372,14 @@ pub(crate) fn power_spec(
             return None;
         }
     }
+    if let (Some(t), "emulator") = (&i.off_time, drv) {
+        d.at(
+            Some(t.span()),
+            format!("power interface {name:?}: driver \"emulator\" does not take `off_time`"),
+            Some("an emulated unit is off only while its process is stopped and started again"),
+        );
+        return None;
+    }
     let off_time = match &i.off_time {
         Some(t) => parse_duration(d, t)?,
         None => Duration::from_secs(2),
@@ -429,14 +499,9 @@ pub(crate) fn power_spec(
 /// The start of the first non-volatile (flash) region of `chip`, from probe-rs's chip
 /// descriptions: where firmware lives, and what readout protection guards.
 pub fn flash_start(chip: &str) -> Option<u64> {
-    use probe_rs::config::{MemoryRegion, Registry};
-    static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-    let target = REGISTRY
-        .get_or_init(Registry::from_builtin_families)
-        .get_target_by_name(chip)
-        .ok()?;
+    let target = registry().get_target_by_name(chip).ok()?;
     target.memory_map.iter().find_map(|r| match r {
-        MemoryRegion::Nvm(n) => Some(n.range.start),
+        probe_rs::config::MemoryRegion::Nvm(n) => Some(n.range.start),
         _ => None,
     })
 }
@@ -567,6 +632,58 @@ mod tests {
             &format!("{HEAD}\n[interfaces.p]\nkind = \"power\"\ndriver = \"command\"\non_command = \"a\"\noff_command = \"b\"\n\n[interfaces.q]\nkind = \"power\"\ndriver = \"command\"\non_command = \"a\"\noff_command = \"b\"\n\n[actions.a]\nsteps = [ {{ power = \"off\" }} ]\n"),
         );
         assert!(msg.contains("several power interfaces (p, q)"), "{msg}");
+    }
+
+    #[test]
+    fn options_that_would_be_ignored_are_refused() {
+        let gdb =
+            "\n[interfaces.g]\nkind = \"gdb\"\naddress = \"127.0.0.1:3333\"\nallow_flash = true\n";
+        for (steps, words) in [
+            ("{ send = \"x\", verify = false }", "does not take `verify`"),
+            (
+                "{ send = \"x\", encoding = \"text\" }",
+                "does not take `encoding`",
+            ),
+            (
+                "{ power = \"on\", timeout = \"1s\" }",
+                "does not take `timeout`",
+            ),
+            (
+                "{ flash = \"fw.elf\", base = \"0x0\", on = \"swd\" }",
+                "`base` is only for raw binaries",
+            ),
+            ("{ flash = \"fw.bin\", on = \"swd\" }", "needs `base`"),
+            (
+                "{ flash = \"fw.elf\", on = \"g\" }",
+                "has no `reset_command`",
+            ),
+            ("{ debug = \"reset\", on = \"g\" }", "cannot reset"),
+        ] {
+            let text = format!(
+                "{HEAD}{SWD}{gdb}\n[interfaces.power]\nkind = \"power\"\ndriver = \"command\"\non_command = \"a\"\noff_command = \"b\"\n\n[actions.a]\nsteps = [ {steps} ]\n"
+            );
+            let (_, _, msg, _) = error("ignored", &text);
+            assert!(msg.contains(words), "{steps}: {msg}");
+        }
+        let (_, _, msg, _) = error(
+            "rtt-both",
+            &format!("{HEAD}{SWD}\n[interfaces.rtt]\nkind = \"rtt\"\ndebug = \"swd\"\ncontrol_block = \"0x20000400\"\nscan = \"0x20000000+0x1000\"\n"),
+        );
+        assert!(msg.contains("not both"), "{msg}");
+        let (_, _, msg, _) = error(
+            "pw-stray",
+            &format!("{HEAD}{SWD}\n[[unit]]\nname = \"u\"\npassword = {{ memory = \"0x1fff7800\", length = 8, capture = \"pw\" }}\n"),
+        );
+        assert!(msg.contains("`capture` does not go"), "{msg}");
+        // A production board's lock test must read where an unlocked unit answers.
+        let prod = "[declarations]\nproduction_firmware = true\n";
+        let (_, _, msg, _) = error("lock-gdb", &format!("{HEAD}{prod}{gdb}"));
+        assert!(msg.contains("needs `lock_test_address`"), "{msg}");
+        let (_, _, msg, _) = error(
+            "lock-map",
+            &format!("{HEAD}{prod}{SWD}lock_test_address = \"0xf0000000\"\n"),
+        );
+        assert!(msg.contains("not in STM32F411RETx's memory map"), "{msg}");
     }
 
     #[test]

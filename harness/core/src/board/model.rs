@@ -387,7 +387,7 @@ pub struct StepSection {
     pub format: Option<Spanned<String>>,
     pub base: Option<Spanned<String>>,
     /// With `flash`: read back and compare (default true).
-    pub verify: Option<bool>,
+    pub verify: Option<Spanned<bool>>,
     /// Power control: `on`, `off` or `cycle`, on a `power` interface (or, without one, the
     /// emulated unit's own power).
     pub power: Option<Spanned<String>>,

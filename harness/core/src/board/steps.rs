@@ -168,7 +168,7 @@ pub(crate) fn build_step(
             s.timeout.as_ref().map(|a| a.span()),
             !matches!(
                 verb,
-                "wait" | "call" | "chunks" | "publish" | "get" | "emulator"
+                "wait" | "call" | "chunks" | "publish" | "get" | "emulator" | "power"
             ),
         ),
         (
@@ -182,6 +182,16 @@ pub(crate) fn build_step(
             verb == "flash",
         ),
         ("base", s.base.as_ref().map(|a| a.span()), verb == "flash"),
+        (
+            "verify",
+            s.verify.as_ref().map(|a| a.span()),
+            verb == "flash",
+        ),
+        (
+            "encoding",
+            s.encoding.as_ref().map(|a| a.span()),
+            verb == "chunks" || verb == "read_memory",
+        ),
     ] {
         if let (Some(sp), false) = (present, ok) {
             d.at(
@@ -189,7 +199,10 @@ pub(crate) fn build_step(
                 format!("action {action:?}: a `{verb}` step does not take `{key}`"),
                 Some(match key {
                     "timeout" if verb == "get" => "an HTTP request waits as long as its interface's `timeout`; set it there",
+                    "timeout" if verb == "power" => "a power step waits as long as its power interface's `timeout`; set it there",
                     "timeout" => "only steps that wait for the device take `timeout` (send, expect, await, Modbus steps)",
+                    "verify" => "`verify` goes with `flash`",
+                    "encoding" => "`encoding` goes with `chunks` (base64, hex, raw) and `read_memory` (hex, text)",
                     _ => "`accept` and `reject` go with `expect` (console), `await`, Modbus reads and `get`",
                 }),
             );
@@ -721,6 +734,18 @@ pub(crate) fn build_step(
                     return None;
                 }
             };
+            if let (DebugOp::Reset | DebugOp::ResetHalt, Some(Interface::Gdb(g))) =
+                (op, interfaces.get(&on))
+            {
+                if g.reset_command.is_none() {
+                    d.at(
+                        s.debug.as_ref().map(|o| o.span()),
+                        format!("action {action:?}: gdb interface {on:?} has no `reset_command`, so it cannot reset"),
+                        Some("add the server's reset command to the interface, e.g. reset_command = \"system_reset\" (QEMU) or \"reset halt\" (OpenOCD)"),
+                    );
+                    return None;
+                }
+            }
             Some(Step::Debug { on, op, timeout })
         }
         "flash" => {
@@ -767,13 +792,34 @@ pub(crate) fn build_step(
                     }
                 },
             };
-            if format == Some(FlashFormat::Bin) && base.is_none() {
+            // The format as far as it is known now: given, or implied by a literal path.
+            let literal = !file.get_ref().contains('{');
+            let known_format = format.or(literal.then(|| FlashFormat::from_path(file.get_ref())));
+            if known_format == Some(FlashFormat::Bin) && base.is_none() {
                 d.at(
-                    s.format.as_ref().map(|f| f.span()),
-                    "a \"bin\" image needs `base`: the address its first byte goes to",
+                    Some(s.format.as_ref().map_or(file.span(), |f| f.span())),
+                    "a raw binary (\"bin\") image needs `base`: the address its first byte goes to",
                     Some("add e.g. base = \"0x08000000\""),
                 );
                 return None;
+            }
+            if let (Some(b), Some(FlashFormat::Elf | FlashFormat::Hex)) = (&s.base, known_format) {
+                d.at(
+                    Some(b.span()),
+                    "`base` is only for raw binaries: ELF and Intel HEX images carry their addresses",
+                    Some("remove `base`, or say format = \"bin\""),
+                );
+                return None;
+            }
+            if let Some(Interface::Gdb(g)) = interfaces.get(&on) {
+                if g.reset_command.is_none() {
+                    d.at(
+                        Some(file.span()),
+                        format!("action {action:?}: a flash ends with a reset, and gdb interface {on:?} has no `reset_command`"),
+                        Some("add the server's reset command to the interface, e.g. reset_command = \"system_reset\" (QEMU) or \"reset halt\" (OpenOCD)"),
+                    );
+                    return None;
+                }
             }
             let file = template(d, file, known)?;
             Some(Step::Flash {
@@ -781,7 +827,7 @@ pub(crate) fn build_step(
                 file,
                 format,
                 base,
-                verify: s.verify.unwrap_or(true),
+                verify: s.verify.as_ref().is_none_or(|v| *v.get_ref()),
                 timeout,
             })
         }

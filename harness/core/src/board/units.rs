@@ -136,6 +136,20 @@ fn resolve_secret(
         );
         return None;
     }
+    // Keys of another source are mistakes (a `capture` next to `memory` reads nothing).
+    let stray = [
+        ("capture", s.capture.is_some() && s.action.is_none()),
+        ("length", s.length.is_some() && s.memory.is_none()),
+        ("on", s.on.is_some() && s.memory.is_none()),
+    ];
+    if let Some((key, _)) = stray.iter().find(|(_, bad)| *bad) {
+        d.at(
+            Some(p.span()),
+            format!("`{key}` does not go with this secret's source"),
+            Some("`capture` goes with `action`; `length` and `on` go with `memory`"),
+        );
+        return None;
+    }
     if let Some(m) = &s.memory {
         return memory_secret(d, p, m, model);
     }

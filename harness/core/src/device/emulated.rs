@@ -69,7 +69,7 @@ impl Device {
                 drop(em);
                 // Every link of the old process is gone; the console of the new one was
                 // connected when it started and is taken on the next console step.
-                self.links.clear();
+                self.drop_links(None).await;
                 self.transcript.note("emulator: started again");
             }
         }
@@ -94,7 +94,7 @@ impl Device {
             .ok_or_else(|| at.tmpl(format!("{addr_text:?} is not an address")))?;
         let dbg = self.debug_link(at, on, timeout).await?;
         let mut dbg = dbg.lock().await;
-        let bytes = tokio::time::timeout(timeout, dbg.read_memory(address, read.length))
+        let bytes = tokio::time::timeout(outer(timeout), dbg.read_memory(address, read.length))
             .await
             .map_err(|_| at.link(timeout_error("read_memory", timeout)))?
             .map_err(|e| at.link(e))?;
@@ -164,7 +164,7 @@ impl Device {
             .ok_or_else(|| at.tmpl("`value` of write_memory is not hex bytes".to_string()))?;
         let dbg = self.debug_link(at, on, timeout).await?;
         let mut dbg = dbg.lock().await;
-        tokio::time::timeout(timeout, dbg.write_memory(address, &bytes))
+        tokio::time::timeout(outer(timeout), dbg.write_memory(address, &bytes))
             .await
             .map_err(|_| at.link(timeout_error("write_memory", timeout)))?
             .map_err(|e| at.link(e))
@@ -180,10 +180,10 @@ impl Device {
         let dbg = self.debug_link(at, on, timeout).await?;
         let mut dbg = dbg.lock().await;
         let r = match op {
-            DebugOp::Halt => tokio::time::timeout(timeout, dbg.halt()).await,
-            DebugOp::Resume => tokio::time::timeout(timeout, dbg.resume()).await,
-            DebugOp::Reset => tokio::time::timeout(timeout, dbg.reset()).await,
-            DebugOp::ResetHalt => tokio::time::timeout(timeout, dbg.reset_halt()).await,
+            DebugOp::Halt => tokio::time::timeout(outer(timeout), dbg.halt()).await,
+            DebugOp::Resume => tokio::time::timeout(outer(timeout), dbg.resume()).await,
+            DebugOp::Reset => tokio::time::timeout(outer(timeout), dbg.reset()).await,
+            DebugOp::ResetHalt => tokio::time::timeout(outer(timeout), dbg.reset_halt()).await,
         };
         r.map_err(|_| at.link(timeout_error("debug", timeout)))?
             .map_err(|e| at.link(e))
@@ -214,10 +214,20 @@ impl Device {
                 }
             },
         };
-        if !std::path::Path::new(&path).is_file() {
-            return Err(at.tmpl(format!(
-                "firmware image {path} does not exist (build it first, or fix the `flash` path)"
-            )));
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() && m.len() <= crate::iface::flash::MAX_IMAGE => {}
+            Ok(m) if m.is_file() => {
+                return Err(at.tmpl(format!(
+                    "firmware image {path} is {} bytes, more than the {} a flash step writes",
+                    m.len(),
+                    crate::iface::flash::MAX_IMAGE
+                )))
+            }
+            _ => {
+                return Err(at.tmpl(format!(
+                    "firmware image {path} does not exist (build it first, or fix the `flash` path)"
+                )))
+            }
         }
         let req = FlashRequest {
             path: path.clone().into(),
@@ -238,8 +248,9 @@ impl Device {
         let dbg = self.debug_link(at, flash.on, flash.timeout).await?;
         let mut dbg = dbg.lock().await;
         // Writing flash takes longer than any other access: the step's timeout bounds the
-        // connection, a whole image gets at least ten minutes.
-        let bound = flash.timeout.max(FLASH_TIMEOUT);
+        // connection, a whole image gets at least ten minutes (the link's own bound; this one
+        // only catches a link that ignores its own).
+        let bound = flash.timeout.max(FLASH_TIMEOUT) + MARGIN;
         let report = tokio::time::timeout(bound, dbg.flash(&req, &progress))
             .await
             .map_err(|_| at.link(timeout_error("flash", bound)))?
@@ -250,8 +261,11 @@ impl Device {
             dbg.reset().await?;
             dbg.resume().await
         };
-        tokio::time::timeout(flash.timeout, started)
-            .await
+        let started = tokio::time::timeout(outer(flash.timeout), started).await;
+        drop(dbg);
+        // A new image may keep its RTT control block elsewhere.
+        self.drop_rtt_consoles_of(flash.on);
+        started
             .map_err(|_| at.link(timeout_error("reset after flashing", flash.timeout)))?
             .map_err(|e| at.link(e))?;
         let regions: Vec<String> = report
@@ -316,7 +330,7 @@ impl Device {
             }
             drop(em);
             // Every link of the old process is gone.
-            self.links.clear();
+            self.drop_links(None).await;
             return Ok(());
         }
         let (Some(on), Some(spec)) = (on, spec) else {
@@ -332,7 +346,7 @@ impl Device {
         // A unit switched off or cycled drops its connections: links to it are opened
         // afresh by the next step that needs them (the power switch's own stays).
         if op != PowerOp::On {
-            self.links.retain(|name, _| name == on);
+            self.drop_links(Some(on)).await;
         }
         Ok(())
     }
@@ -350,6 +364,14 @@ pub(super) struct FlashStep<'s> {
 
 /// The least time a whole image may take to write and verify.
 const FLASH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Added to a step's timeout where a debug link bounds the same exchange itself: the link's
+/// own timeout ends it (and keeps the link usable); this one only catches a link that hangs.
+const MARGIN: Duration = Duration::from_secs(5);
+
+fn outer(timeout: Duration) -> Duration {
+    timeout + MARGIN
+}
 
 /// Progress of a flash: a `Progress` event per percent for the live display (the terminal
 /// reporter shows it on the unit's bar when a person is watching), and a note per quarter in
@@ -456,7 +478,7 @@ impl Device {
             Err(e) => return Err(LinkError::Protocol(e.to_string())),
         };
         let mut dbg = dbg.lock().await;
-        let r = match tokio::time::timeout(timeout, dbg.read_memory(address, len)).await {
+        let r = match tokio::time::timeout(outer(timeout), dbg.read_memory(address, len)).await {
             Ok(r) => r,
             Err(_) => Err(timeout_error("read_memory", timeout)),
         };

@@ -93,6 +93,19 @@ impl Device {
         if let Some(Link::Console(c)) = self.links.get_mut(iface) {
             c.poll_pending();
         }
+        // A debug link an RTT pump held when the test began gets the test's transcript now,
+        // so its failure notes (a probe unplugged) land in this test's evidence.
+        for l in self.links.values_mut() {
+            if let Link::Debug(d) = l {
+                if d.pending.is_some() {
+                    if let Ok(mut g) = d.shared.try_lock() {
+                        if let Some(t) = d.pending.take() {
+                            g.set_transcript(t);
+                        }
+                    }
+                }
+            }
+        }
         if self.links.get(iface).is_some_and(Link::is_closed) {
             self.links.remove(iface);
         }
@@ -419,6 +432,40 @@ impl Device {
                 Ok(d.shared.clone())
             }
             _ => Err(at.tmpl(format!("interface {on:?} is not a debug port"))),
+        }
+    }
+
+    /// Drops the unit's links except `keep`, closing debug links first (bounded) so a probe
+    /// is released before anything opens it again (an RTT console on it ends with it).
+    pub(super) async fn drop_links(&mut self, keep: Option<&str>) {
+        let names: Vec<String> = self
+            .links
+            .keys()
+            .filter(|n| Some(n.as_str()) != keep)
+            .cloned()
+            .collect();
+        for name in names {
+            if let Some(Link::Debug(d)) = self.links.remove(&name) {
+                let timeout = self.iface_timeout(&name);
+                let _ =
+                    tokio::time::timeout(timeout, async { d.shared.lock().await.close().await })
+                        .await;
+            }
+        }
+    }
+
+    /// Drops the RTT consoles that read through debug port `debug` (after its memory changed
+    /// under them: a new image may put the control block elsewhere); they reopen on next use.
+    pub(super) fn drop_rtt_consoles_of(&mut self, debug: &str) {
+        let rtt: Vec<String> = self
+            .model
+            .interfaces
+            .iter()
+            .filter(|(_, i)| matches!(i, Interface::Rtt(r) if r.debug == debug))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in rtt {
+            self.links.remove(&name);
         }
     }
 

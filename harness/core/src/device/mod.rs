@@ -477,7 +477,11 @@ impl Device {
         let dbg = self.debug_link(&at, on, timeout).await?;
         let mut dbg = dbg.lock().await;
         dbg.set_quiet(true);
-        let read = tokio::time::timeout(timeout, dbg.read_memory(address, length)).await;
+        let read = tokio::time::timeout(
+            timeout + Duration::from_secs(5),
+            dbg.read_memory(address, length),
+        )
+        .await;
         dbg.set_quiet(false);
         drop(dbg);
         let bytes = match read {

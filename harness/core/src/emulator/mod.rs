@@ -245,8 +245,12 @@ impl RunningEmulator {
         self.child.id()
     }
 
-    /// Whether the process has exited, and how.
+    /// Whether the process has exited, and how. A unit a `power` step switched off has not
+    /// exited: it is off, and its links fail to open until it is on again.
     pub fn exited(&mut self) -> Option<String> {
+        if self.powered_off {
+            return None;
+        }
         match self.child.try_wait() {
             Ok(Some(st)) => Some(st.to_string()),
             _ => None,

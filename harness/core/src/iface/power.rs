@@ -453,7 +453,8 @@ impl PowerLink {
     ) -> Result<(), LinkError> {
         self.note(format!("{what} (command: {cmd})"));
         let started = Instant::now();
-        let mut child = tokio::process::Command::new("sh")
+        let mut command = tokio::process::Command::new("sh");
+        command
             .arg("-c")
             .arg(cmd)
             .env("HILSEC_POWER", what)
@@ -462,12 +463,21 @@ impl PowerLink {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| LinkError::Open {
-                endpoint: format!("sh -c {cmd:?}"),
-                detail: e.to_string(),
-            })?;
+            .kill_on_drop(true);
+        // SAFETY: only an async-signal-safe prctl between fork and exec: the command dies with
+        // the harness, even one killed with SIGKILL.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))?;
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| LinkError::Open {
+            endpoint: format!("sh -c {cmd:?}"),
+            detail: e.to_string(),
+        })?;
         // Ends the whole group if this future is dropped or the command overruns.
         let group = GroupGuard(
             child

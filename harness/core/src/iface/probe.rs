@@ -37,7 +37,7 @@
 //! | --- | --- | --- |
 //! | `Error::MissingPermissions` / `ArmError::MissingPermissions` (the chip is locked and only an erase would unlock it: nRF APPROTECT, ...) | `Refused` | `Refused` |
 //! | an error text naming a lock (`locked`, `APPROTECT`, `readout protection`), e.g. a vendor debug sequence finding the chip locked | `Refused` | `Refused` |
-//! | `ArmError::AccessPort` / `DapError::FaultResponse` / ST-Link status `SwdApFault` or `SwdApStickyError` (the access port faulted: a protected or unreadable region, STM32 RDP 1) | `Refused` | `Refused` |
+//! | `ArmError::AccessPort` / `DapError::FaultResponse` / ST-Link status `SwdApFault` or `SwdApStickyError` (the access port faulted: a protected or unreadable region, STM32 RDP 1) | `Open` ([`ATTACH_FAULT`]: protection or a sleeping core, undecided) | `Refused` |
 //! | `ArmError::NoTargetResponse` / `DapError::NoAcknowledge` / `DebugProbeError::TargetNotFound` / ST-Link status `JtagNoDeviceConnected` or `JtagGetIdcodeError` (the debug port does not answer at all: no target, wiring, power, RDP 2) | `Open` | `Closed` |
 //! | USB failure (`DebugProbeError::Usb`, an `std::io::Error`): the probe was unplugged | `Open` | `Closed` |
 //! | a probe-rs timeout (`Error::Timeout`, `ArmError::Timeout`, `DebugProbeError::Timeout`) | `Open` | `Timeout` (link closed) |
@@ -186,7 +186,7 @@ pub fn check_selector(s: &str) -> Result<(), String> {
 }
 
 /// probe-rs's built-in targets, loaded once.
-static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::from_builtin_families);
+pub(crate) static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::from_builtin_families);
 
 /// Checks that `name` is a probe-rs target. An unknown name gives a message with up to five
 /// similar known names and what to do.
@@ -336,6 +336,11 @@ struct Opened {
 /// answer at all: a port disabled for good (STM32 RDP level 2, a blown JTAG fuse) and a wiring
 /// fault look the same, which the lock test reports as such.
 pub const TARGET_SILENT: &str = "the target's debug port does not answer";
+
+/// How an attach error begins when the target's access port faulted while attaching: readout
+/// protection on some chips, a sleeping core on others; the lock test does not count it as a
+/// refusal.
+pub const ATTACH_FAULT: &str = "the target's access port faulted while attaching";
 
 /// `(endpoint-independent detail)` for [`LinkError::Open`].
 fn select_probe(lister: &Lister, selector: Option<&str>) -> Result<(Probe, Opened), String> {
@@ -534,8 +539,8 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Class {
     }
 }
 
-/// A failure while opening or attaching: `Refused` when the chip is locked or the port
-/// faulted, `Open` otherwise.
+/// A failure while opening or attaching: `Refused` when the chip is locked, `Open` otherwise
+/// (an access-port fault too, with [`ATTACH_FAULT`]).
 fn attach_error(endpoint: &str, e: &(dyn std::error::Error + 'static)) -> LinkError {
     let text = chain(e);
     match classify(e) {
@@ -543,9 +548,12 @@ fn attach_error(endpoint: &str, e: &(dyn std::error::Error + 'static)) -> LinkEr
             "attaching to {endpoint}: the chip is locked (debug access protection); probe-rs \
              would have to erase it to unlock, which hilsec never allows: {text}"
         )),
-        Class::Fault => LinkError::Refused(format!(
-            "attaching to {endpoint}: the access port faulted (protected): {text}"
-        )),
+        // At attach, a fault may be protection or a core that sleeps without debug: not a
+        // refusal to count on (the lock test reports it as undecided).
+        Class::Fault => LinkError::Open {
+            endpoint: endpoint.to_string(),
+            detail: format!("{ATTACH_FAULT} (protection, or a core asleep): {text}"),
+        },
         Class::NoTarget => LinkError::Open {
             endpoint: endpoint.to_string(),
             detail: format!(
@@ -1651,6 +1659,11 @@ mod tests {
         assert_eq!(classify(&e), Class::NoTarget);
         let e = probe_rs::Error::Arm(ArmError::MissingPermissions("erase_all".into()));
         assert!(matches!(attach_error("x", &e), LinkError::Refused(_)));
+        let e = probe_rs::Error::Other("Command failed with status SwdApFault.".into());
+        assert!(matches!(
+            attach_error("x", &e),
+            LinkError::Open { ref detail, .. } if detail.starts_with(ATTACH_FAULT)
+        ));
         assert_eq!(
             classify(&probe_rs::Error::NotImplemented("reset")),
             Class::Other
