@@ -51,6 +51,10 @@ impl fmt::Debug for SecretValue {
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     secrets: Vec<String>,
+    /// Every secret's hex form (see [`Redactor::hex_form`]) in one pattern, compiled at the
+    /// first redaction after a secret was added (evidence is redacted entry by entry: one
+    /// search each).
+    hex: std::sync::OnceLock<Option<regex::Regex>>,
     /// Values known to be public (e.g. a universal default password a unit also uses): a value
     /// printed in public lists is no secret, and redacting it would hide what the evidence shows.
     public: Vec<String>,
@@ -72,12 +76,14 @@ impl Redactor {
             self.secrets.push(secret.to_string());
             // Longest first, so a secret containing another is replaced whole.
             self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            self.hex = std::sync::OnceLock::new();
         }
     }
 
     /// Declares a value public: it is never redacted.
     pub fn add_public(&mut self, value: &str) {
         self.secrets.retain(|s| s != value);
+        self.hex = std::sync::OnceLock::new();
         if !self.public.iter().any(|s| s == value) {
             self.public.push(value.to_string());
         }
@@ -98,12 +104,26 @@ impl Redactor {
         }
     }
 
-    /// A secret's bytes as hex, as debug-port evidence shows memory: two digits per byte, any
+    /// The secrets' bytes as hex, as debug-port evidence shows memory: two digits per byte, any
     /// case, with an optional space between bytes (a preview groups four bytes, a GDB reply
     /// packet none), so a password read from or written to a unit's memory is hidden too.
-    fn hex_form(secret: &str) -> Option<regex::Regex> {
-        let bytes: Vec<String> = secret.bytes().map(|b| format!("{b:02x}")).collect();
-        regex::Regex::new(&format!("(?i){}", bytes.join(" ?"))).ok()
+    fn hex_form(secrets: &[String]) -> Option<regex::Regex> {
+        if secrets.is_empty() {
+            return None;
+        }
+        // Longest first (as `secrets` is kept), so a secret containing another goes whole.
+        let forms: Vec<String> = secrets
+            .iter()
+            .map(|s| {
+                let bytes: Vec<String> = s.bytes().map(|b| format!("{b:02x}")).collect();
+                bytes.join(" ?")
+            })
+            .collect();
+        regex::RegexBuilder::new(&forms.join("|"))
+            .case_insensitive(true)
+            .size_limit(64 << 20)
+            .build()
+            .ok()
     }
 
     /// Replaces every secret, every long beginning of one, and its hex form, with the marker.
@@ -120,14 +140,9 @@ impl Redactor {
                 out = out.replace(s.as_str(), REDACTED);
             }
         }
-        // Hex digits of memory: only text holding a run of them needs the patterns.
-        if out.contains(|c: char| c.is_ascii_hexdigit()) {
-            for s in &self.secrets {
-                if let Some(re) = Self::hex_form(s) {
-                    if re.is_match(&out) {
-                        out = re.replace_all(&out, REDACTED).into_owned();
-                    }
-                }
+        if let Some(re) = self.hex.get_or_init(|| Self::hex_form(&self.secrets)) {
+            if re.is_match(&out) {
+                out = re.replace_all(&out, REDACTED).into_owned();
             }
         }
         for s in &self.secrets {
