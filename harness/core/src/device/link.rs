@@ -197,36 +197,13 @@ impl Device {
         m: &MqttSpec,
         timeout: Duration,
     ) -> Result<Link, LinkError> {
-        let addr = match &m.broker {
-            MqttBroker::Embedded => match self.globals.get("broker.address") {
-                Some(a) => a.expose().to_string(),
-                None => return Err(open_error(iface, "no embedded broker is running".into())),
-            },
-            MqttBroker::Address(a) => self.render_for(iface, a)?,
-        };
+        let addr = self.broker_address(iface, &m.broker)?;
         let (host, port) = split_address(&addr).map_err(|e| open_error(iface, e.to_string()))?;
         let client_id = match &m.client_id {
             Some(c) => self.render_for(iface, c)?,
             None => format!("hilsec-{}", self.unit.name),
         };
-        let credentials = match (&m.username, &m.password) {
-            (Some(u), p) => {
-                let pass = match p {
-                    Some(p) => {
-                        let r = p
-                            .render(&self.globals)
-                            .map_err(|detail| open_error(iface, detail.to_string()))?;
-                        for s in &r.secrets {
-                            self.redactor.add(s);
-                        }
-                        r.text
-                    }
-                    None => String::new(),
-                };
-                Some((self.render_for(iface, u)?, pass))
-            }
-            _ => None,
-        };
+        let credentials = self.credentials(iface, &m.username, &m.password)?;
         let params = MqttParams {
             host,
             port,
@@ -237,6 +214,42 @@ impl Device {
         Ok(Link::Mqtt(
             MqttLink::connect(iface, &params, timeout, t).await?,
         ))
+    }
+
+    /// The `host:port` of an MQTT broker: the embedded one's, or the board's (rendered).
+    fn broker_address(&self, iface: &str, broker: &MqttBroker) -> Result<String, LinkError> {
+        match broker {
+            MqttBroker::Embedded => match self.globals.get("broker.address") {
+                Some(a) => Ok(a.expose().to_string()),
+                None => Err(open_error(iface, "no embedded broker is running".into())),
+            },
+            MqttBroker::Address(a) => self.render_for(iface, a),
+        }
+    }
+
+    /// A broker user name and password, rendered; the password's secrets join the unit's.
+    fn credentials(
+        &mut self,
+        iface: &str,
+        username: &Option<Template>,
+        password: &Option<Template>,
+    ) -> Result<Option<(String, String)>, LinkError> {
+        let Some(u) = username else {
+            return Ok(None);
+        };
+        let pass = match password {
+            Some(p) => {
+                let r = p
+                    .render(&self.globals)
+                    .map_err(|detail| open_error(iface, detail.to_string()))?;
+                for s in &r.secrets {
+                    self.redactor.add(s);
+                }
+                r.text
+            }
+            None => String::new(),
+        };
+        Ok(Some((self.render_for(iface, u)?, pass)))
     }
 
     /// An HTTP client trusting the interface's CA (no connection is made yet).
@@ -369,33 +382,8 @@ impl Device {
                 username,
                 password,
             } => {
-                let broker = match broker {
-                    MqttBroker::Embedded => match self.globals.get("broker.address") {
-                        Some(a) => a.expose().to_string(),
-                        None => {
-                            return Err(open_error(iface, "no embedded broker is running".into()))
-                        }
-                    },
-                    MqttBroker::Address(a) => self.render_for(iface, a)?,
-                };
-                let credentials = match (username, password) {
-                    (Some(u), p) => {
-                        let pass = match p {
-                            Some(p) => {
-                                let r = p
-                                    .render(&self.globals)
-                                    .map_err(|detail| open_error(iface, detail.to_string()))?;
-                                for s in &r.secrets {
-                                    self.redactor.add(s);
-                                }
-                                r.text
-                            }
-                            None => String::new(),
-                        };
-                        Some((self.render_for(iface, u)?, pass))
-                    }
-                    _ => None,
-                };
+                let broker = self.broker_address(iface, broker)?;
+                let credentials = self.credentials(iface, username, password)?;
                 PowerDriver::Tasmota {
                     broker,
                     topic: self.render_for(iface, topic)?,
