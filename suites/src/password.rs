@@ -1,10 +1,12 @@
 //! The password suite: EN 303 645 5.1 ("no universal default passwords"), TS 103 701 5.1-x,
 //! PSTI Schedule 1 paragraph 1.
 //!
-//! Per unit, over every login surface the board declares (`login` and every `login_<surface>`):
-//! universal defaults refused (after `factory_reset` where the board has one), the unit's own
-//! password accepted (positive control), brute force impracticable (the achievable guess rate,
-//! see [`throttle`]). Across the units of a model: passwords distinct, not derived from
+//! Per unit, over every login surface the board declares (`login` and every `login_<surface>`:
+//! a console, telnet, SSH, a web login): universal defaults refused (after `factory_reset`
+//! where the board has one), the unit's own password accepted (positive control), brute force
+//! impracticable (the achievable guess rate, see [`throttle`]); no undeclared login service on
+//! the unit's address, and its own MQTT broker closed to anonymous clients and default
+//! credentials (see [`surfaces`]). Across the units of a model: passwords distinct, not derived from
 //! identifiers, no counter pattern, not common, hard enough to guess (zxcvbn estimate).
 //!
 //! User-defined mechanisms (`password_mechanism = "user-defined"`): the unit has no password
@@ -25,6 +27,7 @@ use hilsec_core::secret::SecretValue;
 use hilsec_core::test::{Outcome, Scope, Suite, Test, TestInfo, Verdict};
 
 mod analysis;
+mod surfaces;
 mod throttle;
 pub use analysis::{
     complexity_judgement, counter_pattern, derivations, is_common, strength_log10,
@@ -58,6 +61,8 @@ pub fn suite() -> Suite {
             Arc::new(UniversalDefaultRejected),
             Arc::new(UnitPasswordAccepted),
             Arc::new(throttle::BruteForceThrottled),
+            Arc::new(surfaces::NoUndeclaredSurfaces),
+            Arc::new(surfaces::BrokerRequiresAuth),
             Arc::new(UniqueAcrossUnits),
             Arc::new(NotDerivedFromIdentity),
             Arc::new(NoCounterPattern),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 
-const PASSWORD_TESTS: [&str; 8] = [
+const PASSWORD_TESTS: [&str; 10] = [
     "password.universal-default-rejected",
     "password.unit-password-accepted",
     "password.unique-across-units",
@@ -20,6 +20,8 @@ const PASSWORD_TESTS: [&str; 8] = [
     "password.not-common",
     "password.complexity",
     "password.brute-force-throttled",
+    "password.no-undeclared-surfaces",
+    "password.broker-requires-auth",
 ];
 
 const UPDATE_TESTS: [&str; 10] = [
@@ -92,6 +94,11 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
 
     for unit in ["sim-plug-1", "sim-plug-2"] {
         for t in PASSWORD_TESTS {
+            if t == "password.broker-requires-auth" {
+                // The plug runs no broker of its own.
+                assert_eq!(verdict(&results, unit, t), "not_applicable");
+                continue;
+            }
             assert_eq!(
                 verdict(&results, unit, t),
                 "pass",
@@ -112,6 +119,26 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
             verdict(&results, unit, "password.unit-password-accepted"),
             "pass"
         );
+        // The universal default works over telnet too, and the debug shell nobody declared
+        // is found by the surface scan.
+        let msg = r["message"].as_str().expect("message");
+        assert!(msg.contains("admin/admin (login_telnet)"), "{unit}: {msg}");
+        let r = record(&results, unit, "password.no-undeclared-surfaces");
+        assert_eq!(r["verdict"], "fail", "{unit}: {r}");
+        let msg = r["message"].as_str().expect("message");
+        assert!(
+            msg.contains("port 9527") && msg.contains("SimCam debug shell"),
+            "{unit}: {msg}"
+        );
+        assert!(!msg.contains("port 2323 ("), "the declared telnet port is not blamed: {msg}");
+    }
+    // The plug's SSH login is a surface the default sweep covered, with its positive control.
+    for unit in ["sim-plug-1", "sim-plug-2"] {
+        let msg = record(&results, unit, "password.universal-default-rejected")["message"]
+            .as_str()
+            .expect("message")
+            .to_string();
+        assert!(msg.contains("login_ssh"), "{unit}: {msg}");
     }
     for unit in ["sim-hub-1", "sim-hub-2"] {
         let r = record(&results, unit, "password.not-derived-from-identity");
@@ -120,6 +147,19 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
         assert!(has_provision(r, "PSTI Sch.1 1(3)(c)"));
         assert_eq!(
             verdict(&results, unit, "password.universal-default-rejected"),
+            "pass"
+        );
+        // Its own broker lets anyone read and command it.
+        let r = record(&results, unit, "password.broker-requires-auth");
+        assert_eq!(r["verdict"], "fail", "{unit}: {r}");
+        let msg = r["message"].as_str().expect("message");
+        assert!(
+            msg.contains(&format!("simhub/{unit}/state"))
+                && msg.contains(&format!("simhub/{unit}/cmd/relay")),
+            "{unit}: {msg}"
+        );
+        assert_eq!(
+            verdict(&results, unit, "password.no-undeclared-surfaces"),
             "pass"
         );
     }

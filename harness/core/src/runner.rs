@@ -913,6 +913,7 @@ mod tests {
             name: "u1".into(),
             serial: Some(serial.into()),
             mac: Some(mac.into()),
+            address: None,
             firmware: None,
             password: None,
             vars: BTreeMap::new(),

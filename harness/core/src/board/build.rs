@@ -91,6 +91,8 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
         max_guess_rate,
         public_identifiers: decl.public_identifiers.clone(),
         production_firmware: decl.production_firmware,
+        broker: None,
+        network: None,
         update: decl.update.as_ref().map(|u| {
             let resolve = |d: &mut Diag, p: &Spanned<String>| {
                 let full = path.parent().unwrap_or(Path::new(".")).join(p.get_ref());
@@ -158,6 +160,14 @@ pub(crate) fn build_model(path: &Path, raw: &RawBoardFile, d: &mut Diag) -> Opti
         };
         declarations.disclosure = Some(parsed);
     }
+    declarations.broker = decl
+        .broker
+        .as_ref()
+        .and_then(|b| build_broker_declarations(d, b.get_ref(), &emulator_vars));
+    declarations.network = decl
+        .network
+        .as_ref()
+        .and_then(|n| build_network_declarations(d, n, &emulator_vars));
 
     // Actions: first the names and parameters (calls may point forward), then the steps.
     // The default interface is the first one written in the file.
@@ -608,11 +618,154 @@ fn used_ports(m: &Model) -> BTreeSet<String> {
     if let Some(dd) = &m.declarations.disclosure {
         ts.extend(dd.templates());
     }
+    if let Some(b) = &m.declarations.broker {
+        ts.extend(b.templates());
+    }
+    if let Some(n) = &m.declarations.network {
+        ts.push(&n.address);
+    }
     ts.iter()
         .flat_map(|t| t.vars())
         .filter_map(|v| v.strip_prefix("port."))
         .map(str::to_string)
         .collect()
+}
+
+/// A template of a declaration table, its variables checked (`what` names the table).
+fn declared_template(
+    d: &mut Diag,
+    v: &Spanned<String>,
+    emulator_vars: &BTreeSet<String>,
+    what: &str,
+) -> Option<Template> {
+    let t = parse_template(d, v)?;
+    for var in t.vars() {
+        if let Err(msg) = check_global_var(var, emulator_vars) {
+            d.at(
+                Some(d.narrow(v.span(), &format!("{{{var}}}"))),
+                format!("{what}: {msg}"),
+                None,
+            );
+        }
+    }
+    Some(t)
+}
+
+fn build_broker_declarations(
+    d: &mut Diag,
+    b: &super::model::BrokerDeclarations,
+    emulator_vars: &BTreeSet<String>,
+) -> Option<super::BrokerDeclarations> {
+    const WHAT: &str = "[declarations.broker]";
+    let address = declared_template(d, &b.address, emulator_vars, WHAT);
+    let command_topics: Vec<Template> = b
+        .command_topics
+        .iter()
+        .filter_map(|t| {
+            if t.get_ref().contains(['#', '+']) {
+                d.at(
+                    Some(t.span()),
+                    format!("{WHAT}: command topic {:?} has a wildcard", t.get_ref()),
+                    Some("name the topics themselves: the suite publishes one probe message to each"),
+                );
+                return None;
+            }
+            declared_template(d, t, emulator_vars, WHAT)
+        })
+        .collect();
+    let listen = match &b.listen {
+        Some(l) => parse_duration(d, l)?,
+        None => std::time::Duration::from_secs(3),
+    };
+    if listen > std::time::Duration::from_secs(60) {
+        d.at(
+            b.listen.as_ref().map(|l| l.span()),
+            format!("{WHAT}: `listen` is at most 60s"),
+            None,
+        );
+        return None;
+    }
+    Some(super::BrokerDeclarations {
+        address: address?,
+        command_topics,
+        listen,
+    })
+}
+
+fn build_network_declarations(
+    d: &mut Diag,
+    n: &Spanned<super::model::NetworkDeclarations>,
+    emulator_vars: &BTreeSet<String>,
+) -> Option<super::NetworkDeclarations> {
+    const WHAT: &str = "[declarations.network]";
+    let r = n.get_ref();
+    let address = match &r.address {
+        Some(a) => {
+            let v = a.get_ref();
+            if v.contains(['/', '*', ' ', ',']) || v.contains("..") {
+                d.at(
+                    Some(a.span()),
+                    format!("{WHAT}: `address` {v:?} is not one host"),
+                    Some("the scan covers the unit's own address only: give one IP address or host name, never a range"),
+                );
+                return None;
+            }
+            declared_template(d, a, emulator_vars, WHAT)?
+        }
+        None => Template::parse("{unit.address}").ok()?,
+    };
+    let ports = match &r.ports {
+        Some(p) => {
+            let list = p.get_ref();
+            if list.is_empty() || list.len() > crate::iface::scan::MAX_PORTS {
+                d.at(
+                    Some(p.span()),
+                    format!(
+                        "{WHAT}: `ports` lists {} ports; give 1 to {}",
+                        list.len(),
+                        crate::iface::scan::MAX_PORTS
+                    ),
+                    Some("the scan is bounded: list the ports of the login services to look for, or leave `ports` out for the well-known ones"),
+                );
+                return None;
+            }
+            if list.contains(&0) {
+                d.at(Some(p.span()), format!("{WHAT}: port 0 cannot be scanned"), None);
+                return None;
+            }
+            let mut l = list.clone();
+            l.sort_unstable();
+            l.dedup();
+            l
+        }
+        None => crate::iface::scan::DEFAULT_PORTS.to_vec(),
+    };
+    let dur = |d: &mut Diag, v: &Option<Spanned<String>>, default: u64| match v {
+        Some(v) => parse_duration(d, v),
+        None => Some(std::time::Duration::from_millis(default)),
+    };
+    let connect_timeout = dur(d, &r.connect_timeout, 1000)?;
+    let banner_timeout = dur(d, &r.banner_timeout, 2000)?;
+    for (key, v, t) in [
+        ("connect_timeout", &r.connect_timeout, connect_timeout),
+        ("banner_timeout", &r.banner_timeout, banner_timeout),
+    ] {
+        if t.is_zero() || t > std::time::Duration::from_secs(30) {
+            d.at(
+                v.as_ref().map(|v| v.span()),
+                format!("{WHAT}: `{key}` must be more than 0 and at most 30s"),
+                None,
+            );
+            return None;
+        }
+    }
+    Some(super::NetworkDeclarations {
+        address,
+        ports,
+        services: r.services.iter().map(|s| *s.get_ref()).collect(),
+        connect_timeout,
+        banner_timeout,
+    })
 }
 
 #[cfg(test)]

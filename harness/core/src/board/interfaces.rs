@@ -18,7 +18,7 @@ use super::values::{parse_duration, parse_template};
 use super::vars::check_global_var;
 use super::{
     GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
-    SerialEndpoint, SerialSpec, TlsFiles, DEFAULT_STEP_TIMEOUT,
+    SerialEndpoint, SerialSpec, SshSpec, TelnetSpec, TlsFiles, DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
 
@@ -145,6 +145,69 @@ pub(crate) fn build_interfaces(
                     interfaces.insert(name.clone(), Interface::Rtt(spec));
                 }
             }
+            "telnet" | "ssh" => match &i.address {
+                Some(a) => {
+                    if let Some(address) = tmpl(d, a) {
+                        let terminal = i.terminal.as_ref().map(|t| t.get_ref().clone());
+                        if let Some(t) = &i.terminal {
+                            if t.get_ref().is_empty()
+                                || !t.get_ref().chars().all(|c| c.is_ascii_graphic())
+                            {
+                                d.at(
+                                    Some(t.span()),
+                                    format!("interface {name:?}: `terminal` must be a terminal type such as \"vt100\" or \"xterm\""),
+                                    None,
+                                );
+                            }
+                        }
+                        if i.kind.get_ref() == "telnet" {
+                            interfaces.insert(
+                                name.clone(),
+                                Interface::Telnet(TelnetSpec {
+                                    address,
+                                    terminal,
+                                    timeout,
+                                }),
+                            );
+                        } else {
+                            let host_key = i.host_key.as_ref().and_then(|k| {
+                                let v = k.get_ref();
+                                if v.starts_with("SHA256:") && v.len() > 7 {
+                                    Some(v.clone())
+                                } else {
+                                    d.at(
+                                        Some(k.span()),
+                                        format!("ssh interface {name:?}: `host_key` must be a SHA-256 fingerprint as `ssh-keygen -l -f KEY` prints it (\"SHA256:...\")"),
+                                        Some("leave it out to accept any host key (it is recorded in the evidence)"),
+                                    );
+                                    None
+                                }
+                            });
+                            interfaces.insert(
+                                name.clone(),
+                                Interface::Ssh(SshSpec {
+                                    address,
+                                    host_key,
+                                    terminal,
+                                    timeout,
+                                }),
+                            );
+                        }
+                    }
+                }
+                None => d.at(
+                    Some(span),
+                    format!(
+                        "{} interface {name:?} needs `address` (host:port)",
+                        i.kind.get_ref()
+                    ),
+                    Some(if i.kind.get_ref() == "telnet" {
+                        "add e.g. address = \"{unit.address}:23\""
+                    } else {
+                        "add e.g. address = \"{unit.address}:22\""
+                    }),
+                ),
+            },
             "power" => {
                 if let Some(spec) =
                     super::hardware::power_spec(d, name, i, raw, span.clone(), timeout, &tmpl)
@@ -155,7 +218,7 @@ pub(crate) fn build_interfaces(
             other => d.at(
                 Some(i.kind.span()),
                 format!("unknown interface kind {other:?} for interface {name:?}"),
-                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\", \"gdb\" and \"probe-rs\" (debug ports), \"rtt\" (a console through a debug port), \"power\""),
+                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\", \"gdb\" and \"probe-rs\" (debug ports), \"rtt\" (a console through a debug port), \"power\", \"telnet\", \"ssh\""),
             ),
         }
     }
@@ -340,7 +403,7 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
         (
             "address",
             span(&i.address),
-            kind == "modbus-tcp" || kind == "gdb" || power,
+            kind == "modbus-tcp" || kind == "gdb" || power || kind == "telnet" || kind == "ssh",
         ),
         ("reset_command", span(&i.reset_command), kind == "gdb"),
         ("running", i.running.as_ref().map(|v| v.span()), debug_port),
@@ -379,6 +442,8 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
         ("topic", span(&i.topic), power),
         ("relay", i.relay.as_ref().map(|v| v.span()), power),
         ("off_time", span(&i.off_time), power),
+        ("terminal", span(&i.terminal), kind == "telnet" || kind == "ssh"),
+        ("host_key", span(&i.host_key), kind == "ssh"),
     ];
     let mut wrong: Vec<(&str, Range<usize>)> = keys
         .into_iter()
@@ -510,5 +575,159 @@ mod tests {
         let bad = text.replace("{emulator.console}", "{device.tty}");
         let (_, _, msg, _) = error("unknown-path-var", &bad);
         assert!(msg.starts_with("unknown variable {device.tty}"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod network_surface_tests {
+    use super::super::testutil::{error, load, HEAD};
+    use super::super::{Interface, Step};
+    use crate::iface::http::{HttpAuthScheme, HttpMethod};
+    use crate::iface::ssh::SshAuthMethod;
+
+    #[test]
+    fn telnet_and_ssh_interfaces_with_their_steps() {
+        let text = format!(
+            r#"{HEAD}
+[interfaces.telnet]
+kind = "telnet"
+address = "{{unit.address}}:2323"
+terminal = "xterm"
+
+[interfaces.ssh]
+kind = "ssh"
+address = "192.0.2.7:22"
+host_key = "SHA256:abcdef"
+
+[interfaces.web]
+kind = "http"
+
+[actions.login_telnet]
+params = ["user", "password"]
+on = "telnet"
+steps = [ {{ send = "{{user}}\n" }}, {{ expect = 'Password: $' }} ]
+
+[actions.login_ssh]
+params = ["user", "password"]
+on = "ssh"
+steps = [ {{ ssh_auth = "keyboard-interactive", user = "{{user}}", password = "{{password}}" }}, {{ expect = '\$ $' }} ]
+
+[actions.login_form]
+params = ["user", "password"]
+on = "web"
+steps = [
+  {{ get = "https://h/login", expect = 'csrf" value="(?P<csrf>[^"]+)"' }},
+  {{ post = "https://h/login", form = {{ u = "{{user}}", p = "{{password}}", csrf = "{{csrf}}" }}, expect = 'Redirect: 302' }},
+  {{ get = "https://h/admin", auth = "digest", user = "{{user}}", password = "{{password}}" }},
+]
+
+[[unit]]
+name = "u1"
+address = "192.0.2.7"
+"#
+        );
+        let m = load("net-ifaces", &text).expect("loads");
+        match &m.interfaces["telnet"] {
+            Interface::Telnet(t) => assert_eq!(t.terminal.as_deref(), Some("xterm")),
+            other => panic!("{other:?}"),
+        }
+        match &m.interfaces["ssh"] {
+            Interface::Ssh(s) => assert_eq!(s.host_key.as_deref(), Some("SHA256:abcdef")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &m.actions["login_ssh"].steps[0],
+            Step::SshAuth {
+                method: SshAuthMethod::KeyboardInteractive,
+                ..
+            }
+        ));
+        let steps = &m.actions["login_form"].steps;
+        match &steps[1] {
+            Step::Http {
+                method: HttpMethod::Post,
+                form,
+                ..
+            } => {
+                let names: Vec<&str> = form.iter().map(|(n, _)| n.as_str()).collect();
+                assert_eq!(names, ["csrf", "p", "u"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            &steps[2],
+            Step::Http {
+                scheme: HttpAuthScheme::Digest,
+                auth: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn mistakes_in_network_surfaces_are_named() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[interfaces.t]\nkind = \"telnet\"\n",
+                "telnet interface \"t\" needs `address`",
+            ),
+            (
+                "[interfaces.s]\nkind = \"ssh\"\naddress = \"h:22\"\nhost_key = \"abc\"\n",
+                "`host_key` must be a SHA-256 fingerprint",
+            ),
+            (
+                "[interfaces.t]\nkind = \"telnet\"\naddress = \"h:23\"\nhost_key = \"SHA256:x\"\n",
+                "does not take host_key",
+            ),
+            (
+                "[actions.a]\nsteps = [ { ssh_auth = \"password\", user = \"u\", password = \"p\" } ]\n",
+                "`ssh_auth` needs a ssh interface",
+            ),
+            (
+                "[interfaces.s]\nkind = \"ssh\"\naddress = \"h:22\"\n[actions.a]\non = \"s\"\nsteps = [ { ssh_auth = \"publickey\", user = \"u\", password = \"p\" } ]\n",
+                "unknown SSH authentication method \"publickey\"",
+            ),
+            (
+                "[interfaces.s]\nkind = \"ssh\"\naddress = \"h:22\"\n[actions.a]\non = \"s\"\nsteps = [ { ssh_auth = \"password\", user = \"u\" } ]\n",
+                "`ssh_auth` needs `user` and `password`",
+            ),
+            (
+                "[actions.a]\nsteps = [ { send = \"x\", form = { a = \"b\" } } ]\n",
+                "a `send` step does not take `form`",
+            ),
+            (
+                "[interfaces.w]\nkind = \"http\"\n[actions.a]\non = \"w\"\nsteps = [ { get = \"http://h/\", auth = \"ntlm\", user = \"u\", password = \"p\" } ]\n",
+                "unknown HTTP authentication \"ntlm\"",
+            ),
+            (
+                "[interfaces.w]\nkind = \"http\"\n[actions.a]\non = \"w\"\nsteps = [ { get = \"http://h/\", form = { a = \"b\" } } ]\n",
+                "a `get` step does not take `form`",
+            ),
+            (
+                "[declarations.network]\naddress = \"10.0.0.0/24\"\n",
+                "is not one host",
+            ),
+            (
+                "[declarations.network]\naddress = \"10.0.0.1\"\nports = []\n",
+                "`ports` lists 0 ports",
+            ),
+            (
+                "[declarations.broker]\naddress = \"h:1883\"\ncommand_topics = [\"a/#\"]\n",
+                "has a wildcard",
+            ),
+            (
+                "[[unit]]\nname = \"u\"\naddress = \"10.0.0.1:80\"\n",
+                "is not an IP address or host name",
+            ),
+            (
+                "[declarations.network]\n\n[[unit]]\nname = \"u\"\n",
+                "has no `address`, which the model's templates use as {unit.address}",
+            ),
+        ];
+        for (i, (tail, want)) in cases.iter().enumerate() {
+            let text = format!("{HEAD}\n{tail}");
+            let (_, _, msg, _) = error(&format!("net-mistake-{i}"), &text);
+            assert!(msg.contains(want), "case {i}: {msg:?} should say {want:?}");
+        }
     }
 }

@@ -98,6 +98,37 @@ pub struct Declarations {
     pub disclosure: Option<DisclosureDeclarations>,
     /// The units run production firmware: the debug port is expected locked.
     pub production_firmware: Option<bool>,
+    pub broker: Option<BrokerDeclarations>,
+    pub network: Option<NetworkDeclarations>,
+}
+
+/// `[declarations.broker]`, parsed: the MQTT broker the unit itself runs.
+#[derive(Debug, Clone)]
+pub struct BrokerDeclarations {
+    /// `host:port`.
+    pub address: Template,
+    pub command_topics: Vec<Template>,
+    pub listen: Duration,
+}
+
+/// `[declarations.network]`, parsed: what the surface scan tries.
+#[derive(Debug, Clone)]
+pub struct NetworkDeclarations {
+    /// The one host scanned.
+    pub address: Template,
+    pub ports: Vec<u16>,
+    /// Ports the manufacturer declares besides the interfaces' and the recipes' URLs.
+    pub services: Vec<u16>,
+    pub connect_timeout: Duration,
+    pub banner_timeout: Duration,
+}
+
+impl BrokerDeclarations {
+    pub fn templates(&self) -> Vec<&Template> {
+        let mut v = vec![&self.address];
+        v.extend(self.command_topics.iter());
+        v
+    }
 }
 
 /// `[declarations.disclosure]`, parsed (templates rendered per unit by the device).
@@ -207,6 +238,29 @@ pub enum Interface {
     ProbeRs(ProbeRsSpec),
     Rtt(RttSpec),
     Power(PowerSpec),
+    Telnet(TelnetSpec),
+    Ssh(SshSpec),
+}
+
+/// A console over telnet (BusyBox telnetd, an embedded telnet server, ser2net in telnet mode).
+#[derive(Debug, Clone)]
+pub struct TelnetSpec {
+    /// `host:port`, templated.
+    pub address: Template,
+    pub terminal: Option<String>,
+    pub timeout: Duration,
+}
+
+/// An SSH server: `ssh_auth` steps log in (one connection per attempt), the shell of the last
+/// accepted login is the interface's console.
+#[derive(Debug, Clone)]
+pub struct SshSpec {
+    /// `host:port`, templated.
+    pub address: Template,
+    /// Pinned host key fingerprint ("SHA256:...").
+    pub host_key: Option<String>,
+    pub terminal: Option<String>,
+    pub timeout: Duration,
 }
 
 /// What every debug port (GDB stub or probe) may declare besides how to reach it.
@@ -318,6 +372,8 @@ impl Interface {
             Interface::ProbeRs(p) => p.timeout,
             Interface::Rtt(r) => r.timeout,
             Interface::Power(p) => p.timeout,
+            Interface::Telnet(t) => t.timeout,
+            Interface::Ssh(t) => t.timeout,
         }
     }
 
@@ -347,6 +403,8 @@ impl Interface {
             Interface::ProbeRs(_) => "probe-rs",
             Interface::Rtt(_) => "rtt",
             Interface::Power(_) => "power",
+            Interface::Telnet(_) => "telnet",
+            Interface::Ssh(_) => "ssh",
         }
     }
 
@@ -370,6 +428,8 @@ impl Interface {
             Interface::Gdb(g) => vec![&g.address],
             Interface::ProbeRs(p) => p.probe.iter().collect(),
             Interface::Rtt(_) => vec![],
+            Interface::Telnet(t) => vec![&t.address],
+            Interface::Ssh(t) => vec![&t.address],
             Interface::Power(p) => match &p.driver {
                 PowerDriverSpec::Command { on, off, cycle } => {
                     let mut v = vec![on, off];
@@ -539,13 +599,29 @@ pub enum Step {
         capture: Option<String>,
         timeout: Duration,
     },
-    HttpGet {
+    /// `get` or `post`: one HTTP request (redirects followed), matched as
+    /// `HTTP <status>`, one `Redirect: <status> <url>` line per redirect, an empty line, the body.
+    Http {
         on: String,
+        method: crate::iface::http::HttpMethod,
         url: Template,
+        /// User and password, sent as `scheme` asks.
         auth: Option<(Template, Template)>,
+        scheme: crate::iface::http::HttpAuthScheme,
+        /// `post`: the form fields.
+        form: Vec<(String, Template)>,
         pattern: Regex,
         accept: Option<Regex>,
         reject: Option<Regex>,
+    },
+    /// One SSH login attempt (a new connection): accepted, the shell becomes the interface's
+    /// console; refused, the action is rejected.
+    SshAuth {
+        on: String,
+        method: crate::iface::ssh::SshAuthMethod,
+        user: Template,
+        password: Template,
+        timeout: Duration,
     },
     /// Debug port: read `length` bytes at `address`; their hex (or, with `encoding = "text"`,
     /// the text they hold) is matched and captured.
@@ -678,14 +754,18 @@ impl Step {
                 v
             }
             Step::Await { filter, .. } => vec![filter],
-            Step::HttpGet { url, auth, .. } => {
+            Step::Http {
+                url, auth, form, ..
+            } => {
                 let mut v = vec![url];
                 if let Some((u, p)) = auth {
                     v.push(u);
                     v.push(p);
                 }
+                v.extend(form.iter().map(|(_, t)| t));
                 v
             }
+            Step::SshAuth { user, password, .. } => vec![user, password],
             Step::ModbusWrite {
                 values: Body::Text(ts),
                 ..
@@ -739,6 +819,8 @@ pub struct Unit {
     pub serial: Option<String>,
     pub mac: Option<String>,
     pub firmware: Option<String>,
+    /// IP address or host name on the lab's device network.
+    pub address: Option<String>,
     pub password: Option<SecretSpec>,
     pub vars: BTreeMap<String, String>,
     /// The file the unit was declared in.

@@ -80,6 +80,43 @@ pub struct Declarations {
     /// Where the manufacturer publishes its disclosure policy, security.txt, support period
     /// and CSAF metadata (EN 303 645 5.2-1, 5.3-13; PSTI Sch.1 paras 2-3).
     pub disclosure: Option<Spanned<DisclosureDeclarations>>,
+    /// The unit runs an MQTT broker of its own (a hub, a gateway): the password suite checks
+    /// who it lets in (EN 303 645 5.1-1, 5.5-5).
+    pub broker: Option<Spanned<BrokerDeclarations>>,
+    /// The unit's address on the lab's device network and the ports to scan for login
+    /// services nobody declared (TS 103 701 5.1-1-2 a).
+    pub network: Option<Spanned<NetworkDeclarations>>,
+}
+
+/// `[declarations.broker]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerDeclarations {
+    /// `host:port` of the unit's broker (templated), e.g. "{unit.address}:1883".
+    pub address: Spanned<String>,
+    /// Topics that command the unit (templated): an anonymous client must not publish there.
+    #[serde(default)]
+    pub command_topics: Vec<Spanned<String>>,
+    /// How long an anonymous client listens on `#` (default "3s").
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[declarations.network]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDeclarations {
+    /// The one host scanned (templated; default "{unit.address}"): never a range.
+    pub address: Option<Spanned<String>>,
+    /// Ports scanned (default: the well-known ports of IoT login services).
+    pub ports: Option<Spanned<Vec<u16>>>,
+    /// Ports of services the manufacturer declares beyond the board's interfaces and URLs
+    /// (e.g. a web UI the board has no recipe for).
+    #[serde(default)]
+    pub services: Vec<Spanned<u16>>,
+    /// Per connection attempt (default "1s").
+    pub connect_timeout: Option<Spanned<String>>,
+    /// How long an open port may take to show a banner (default "2s").
+    pub banner_timeout: Option<Spanned<String>>,
 }
 
 /// `[declarations.disclosure]`: URLs (templated, so an emulated unit's port can be used).
@@ -269,6 +306,12 @@ pub struct InterfaceSection {
     pub relay: Option<Spanned<u8>>,
     /// power: how long a power cycle keeps the unit off (default "2s").
     pub off_time: Option<Spanned<String>>,
+
+    /// telnet, ssh: terminal type announced to the server (default "vt100").
+    pub terminal: Option<Spanned<String>>,
+    /// ssh: the server's host key fingerprint ("SHA256:...", as `ssh-keygen -l` prints it);
+    /// another key is an error. Without it any key is accepted and recorded in the evidence.
+    pub host_key: Option<Spanned<String>>,
 }
 
 /// `protocol` holds an MQTT version (a number) or a debug wire protocol (a name).
@@ -397,6 +440,15 @@ pub struct StepSection {
     /// HTTP basic auth user and password (templated) for `get`.
     pub user: Option<Spanned<String>>,
     pub password: Option<Spanned<String>>,
+    /// HTTP: POST to this URL (templated) on an `http` interface, `form` as the body.
+    pub post: Option<Spanned<String>>,
+    /// With `post`: the form fields (urlencoded), each value templated.
+    pub form: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// With `get`/`post` and `user`/`password`: "basic" (default) or "digest".
+    pub auth: Option<Spanned<String>>,
+    /// SSH: log in on an `ssh` interface with "password" or "keyboard-interactive"
+    /// authentication as `user` with `password`.
+    pub ssh_auth: Option<Spanned<String>>,
 }
 
 /// One unit: identity and secrets.
@@ -408,6 +460,8 @@ pub struct UnitSection {
     pub serial: Option<String>,
     pub mac: Option<String>,
     pub firmware: Option<String>,
+    /// The unit's IP address or host name on the lab's device network (`{unit.address}`).
+    pub address: Option<Spanned<String>>,
     /// The unit's own password (from its label, an environment variable, or an action).
     pub password: Option<Spanned<SecretSource>>,
     /// Free variables for templates, as `{unit.NAME}` (e.g. which tty this unit is on).

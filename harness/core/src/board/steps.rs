@@ -42,6 +42,8 @@ const VERBS: &[&str] = &[
     "write_coil",
     "identify",
     "get",
+    "post",
+    "ssh_auth",
     "read_memory",
     "write_memory",
     "debug",
@@ -57,6 +59,7 @@ fn verbs_of(s: &StepSection) -> Vec<&'static str> {
             && s.await_topic.is_none()
             && !is_modbus_read(s)
             && s.get.is_none()
+            && s.post.is_none()
             && s.read_memory.is_none(),
         s.wait.is_some(),
         s.call.is_some(),
@@ -72,6 +75,8 @@ fn verbs_of(s: &StepSection) -> Vec<&'static str> {
         s.write_coil.is_some(),
         s.identify.is_some(),
         s.get.is_some(),
+        s.post.is_some(),
+        s.ssh_auth.is_some(),
         s.read_memory.is_some(),
         s.write_memory.is_some(),
         s.debug.is_some(),
@@ -150,8 +155,16 @@ pub(crate) fn build_step(
     // Keys a verb does not use are errors, not silently ignored.
     let takes_outcomes = matches!(
         verb,
-        "expect" | "await" | "get" | "read_holding" | "read_input" | "read_coils" | "read_discrete"
+        "expect"
+            | "await"
+            | "get"
+            | "post"
+            | "read_holding"
+            | "read_input"
+            | "read_coils"
+            | "read_discrete"
     );
+    let http = matches!(verb, "get" | "post");
     for (key, present, ok) in [
         (
             "accept",
@@ -168,9 +181,17 @@ pub(crate) fn build_step(
             s.timeout.as_ref().map(|a| a.span()),
             !matches!(
                 verb,
-                "wait" | "call" | "chunks" | "publish" | "get" | "emulator" | "power"
+                "wait" | "call" | "chunks" | "publish" | "get" | "post" | "emulator" | "power"
             ),
         ),
+        ("user", s.user.as_ref().map(|a| a.span()), http || verb == "ssh_auth"),
+        (
+            "password",
+            s.password.as_ref().map(|a| a.span()),
+            http || verb == "ssh_auth",
+        ),
+        ("auth", s.auth.as_ref().map(|a| a.span()), http),
+        ("form", s.form.as_ref().map(|a| a.span()), verb == "post"),
         (
             "length",
             s.length.as_ref().map(|a| a.span()),
@@ -198,12 +219,15 @@ pub(crate) fn build_step(
                 Some(sp),
                 format!("action {action:?}: a `{verb}` step does not take `{key}`"),
                 Some(match key {
-                    "timeout" if verb == "get" => "an HTTP request waits as long as its interface's `timeout`; set it there",
+                    "timeout" if http => "an HTTP request waits as long as its interface's `timeout`; set it there",
+                    "user" | "password" => "`user` and `password` go with `get`, `post` (HTTP authentication) and `ssh_auth`",
+                    "auth" => "`auth` (\"basic\" or \"digest\") goes with `get` and `post`",
+                    "form" => "`form` goes with `post`",
                     "timeout" if verb == "power" => "a power step waits as long as its power interface's `timeout`; set it there",
                     "timeout" => "only steps that wait for the device take `timeout` (send, expect, await, Modbus steps)",
                     "verify" => "`verify` goes with `flash`",
                     "encoding" => "`encoding` goes with `chunks` (base64, hex, raw) and `read_memory` (hex, text)",
-                    _ => "`accept` and `reject` go with `expect` (console), `await`, Modbus reads and `get`",
+                    _ => "`accept` and `reject` go with `expect` (console), `await`, Modbus reads, `get` and `post`",
                 }),
             );
             return None;
@@ -259,9 +283,10 @@ pub(crate) fn build_step(
     // The step's verb must suit its interface's kind.
     if needs_iface {
         let want: &[&str] = match verb {
-            "send" | "expect" => &["serial", "rtt"],
+            "send" | "expect" => &["serial", "rtt", "telnet", "ssh"],
             "publish" | "await" => &["mqtt"],
-            "get" => &["http"],
+            "get" | "post" => &["http"],
+            "ssh_auth" => &["ssh"],
             "read_memory" | "write_memory" | "debug" | "flash" => &["gdb", "probe-rs"],
             _ => &["modbus-tcp", "modbus-rtu"],
         };
@@ -614,20 +639,55 @@ pub(crate) fn build_step(
                 timeout,
             })
         }
-        "get" => {
-            let url = template(d, s.get.as_ref()?, known)?;
+        "get" | "post" => {
+            use crate::iface::http::{HttpAuthScheme, HttpMethod};
+            let (method, url) = if verb == "get" {
+                (HttpMethod::Get, s.get.as_ref()?)
+            } else {
+                (HttpMethod::Post, s.post.as_ref()?)
+            };
+            let url = template(d, url, known)?;
             let auth = match (&s.user, &s.password) {
                 (Some(u), Some(p)) => Some((template(d, u, known)?, template(d, p, known)?)),
                 (None, None) => None,
                 (u, p) => {
                     d.at(
                         u.as_ref().or(p.as_ref()).map(|v| v.span()),
-                        "basic auth needs both `user` and `password`",
+                        "HTTP authentication needs both `user` and `password`",
                         None,
                     );
                     return None;
                 }
             };
+            let scheme = match &s.auth {
+                None => HttpAuthScheme::Basic,
+                Some(a) => match a.get_ref().as_str() {
+                    "basic" => HttpAuthScheme::Basic,
+                    "digest" => HttpAuthScheme::Digest,
+                    other => {
+                        d.at(
+                            Some(a.span()),
+                            format!("unknown HTTP authentication {other:?}"),
+                            Some("use \"basic\" (the default) or \"digest\"; a login form is a `post` step with `form`"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            if let (Some(a), None) = (&s.auth, &auth) {
+                d.at(
+                    Some(a.span()),
+                    "`auth` needs `user` and `password`",
+                    None,
+                );
+                return None;
+            }
+            let mut form = Vec::new();
+            if let Some(f) = &s.form {
+                for (name, value) in f.get_ref() {
+                    form.push((name.clone(), template(d, value, known)?));
+                }
+            }
             let pattern = match &s.expect {
                 Some(p) => compile_bytes_regex(d, p, "expect")?,
                 None => regex::bytes::Regex::new("").ok()?,
@@ -638,13 +698,47 @@ pub(crate) fn build_step(
             if let Some(a) = &accept {
                 known.extend(a.capture_names().flatten().map(str::to_string));
             }
-            Some(Step::HttpGet {
+            Some(Step::Http {
                 on,
+                method,
                 url,
                 auth,
+                scheme,
+                form,
                 pattern,
                 accept,
                 reject,
+            })
+        }
+        "ssh_auth" => {
+            use crate::iface::ssh::SshAuthMethod;
+            let m = s.ssh_auth.as_ref()?;
+            let method = match m.get_ref().as_str() {
+                "password" => SshAuthMethod::Password,
+                "keyboard-interactive" => SshAuthMethod::KeyboardInteractive,
+                other => {
+                    d.at(
+                        Some(m.span()),
+                        format!("unknown SSH authentication method {other:?}"),
+                        Some("use \"password\" or \"keyboard-interactive\""),
+                    );
+                    return None;
+                }
+            };
+            let (Some(u), Some(p)) = (&s.user, &s.password) else {
+                d.at(
+                    Some(span.clone()),
+                    "`ssh_auth` needs `user` and `password`",
+                    Some("add e.g. user = \"{user}\", password = \"{password}\""),
+                );
+                return None;
+            };
+            Some(Step::SshAuth {
+                on,
+                method,
+                user: template(d, u, known)?,
+                password: template(d, p, known)?,
+                timeout,
             })
         }
         "read_memory" => {
@@ -965,7 +1059,7 @@ steps = [
         ));
         assert!(matches!(
             &steps[5],
-            Step::HttpGet {
+            Step::Http {
                 accept: Some(_),
                 ..
             }

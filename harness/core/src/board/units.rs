@@ -63,8 +63,10 @@ pub(crate) fn build_unit(
         .and_then(|p| resolve_secret(d, p, model, env_optional));
     // `{unit.VAR}` in the model's templates must exist for this unit.
     let mut used: BTreeSet<String> = BTreeSet::new();
+    let mut address_used = false;
     let mut collect = |t: &Template| {
         for v in t.vars() {
+            address_used |= v == "unit.address";
             // `{unit.name}` and the like are every unit's; the rest come from `vars`.
             if unit_wide_names().any(|n| n == v) {
                 continue;
@@ -84,12 +86,42 @@ pub(crate) fn build_unit(
     if let Some(dd) = &model.declarations.disclosure {
         dd.templates().into_iter().for_each(&mut collect);
     }
+    if let Some(b) = &model.declarations.broker {
+        b.templates().into_iter().for_each(&mut collect);
+    }
+    let mut uses_address = false;
+    if let Some(n) = &model.declarations.network {
+        collect(&n.address);
+        uses_address |= n.address.vars().any(|v| v == "unit.address");
+    }
     for a in model.actions.values() {
         for top in a.steps.iter().chain(a.cleanup.iter()) {
             for s in top.walk() {
                 s.templates().into_iter().for_each(&mut collect);
             }
         }
+    }
+    if let Some(a) = &u.address {
+        let v = a.get_ref();
+        let host_like = v.parse::<std::net::IpAddr>().is_ok()
+            || (!v.is_empty()
+                && v.len() <= 253
+                && v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        if !host_like {
+            d.at(
+                Some(a.span()),
+                format!("unit {name:?}: address {v:?} is not an IP address or host name"),
+                Some("give the unit's own address on the lab's device network, e.g. address = \"192.168.50.23\" (no port, no range)"),
+            );
+        }
+    } else if (address_used || uses_address) && model.emulator.is_none() {
+        d.at(
+            Some(span.clone()),
+            format!("unit {name:?} has no `address`, which the model's templates use as {{unit.address}}"),
+            Some("add the unit's address on the lab's device network, e.g. address = \"192.168.50.23\""),
+        );
     }
     for v in used {
         if !u.vars.contains_key(&v) {
@@ -104,6 +136,7 @@ pub(crate) fn build_unit(
         name: name.clone(),
         serial: u.serial.clone(),
         mac: u.mac.clone(),
+        address: u.address.as_ref().map(|a| a.get_ref().clone()),
         firmware: u.firmware.clone().or_else(|| model.firmware.clone()),
         password,
         vars: u.vars.clone(),

@@ -74,6 +74,11 @@ pub const TEMPLATE_VARS: &[TemplateVar] = &[
     var("unit.serial", VarScope::Unit, "the unit's `serial` (when set)"),
     var("unit.mac", VarScope::Unit, "the unit's `mac` (when set)"),
     var(
+        "unit.address",
+        VarScope::Unit,
+        "the unit's `address` on the lab's device network; for an emulated unit without one, a loopback address 127.x.y.z hilsec picks for it (its own, as a real unit's IP address is)",
+    ),
+    var(
         "unit.firmware",
         VarScope::Unit,
         "the unit's `firmware`, else the model's (when set)",

@@ -31,6 +31,17 @@ pub(super) enum Link {
     Http(Arc<crate::iface::http::HttpClient>),
     Debug(DebugPort),
     Power(PowerLink),
+    Ssh(SshPort),
+}
+
+/// An SSH interface: the session of the last accepted `ssh_auth` step and its shell, which
+/// `send`/`expect` steps on the interface use. Empty until a login is accepted.
+#[derive(Default)]
+pub(super) struct SshPort {
+    /// Held, not used: the connection lives as long as its shell is the console.
+    #[allow(dead_code)]
+    pub(super) session: Option<crate::iface::ssh::SshSession>,
+    pub(super) console: Option<Console>,
 }
 
 /// A debug link, shared: steps use it, and so does an RTT console's pump, between its polls.
@@ -51,6 +62,7 @@ impl Link {
             // Locked: in use by an RTT pump, so not known closed.
             Link::Debug(d) => d.shared.try_lock().is_ok_and(|g| g.is_closed()),
             Link::Power(p) => p.is_closed(),
+            Link::Ssh(p) => p.console.as_ref().is_some_and(Console::is_closed),
         }
     }
 
@@ -76,6 +88,12 @@ impl Link {
             },
             Link::Power(p) => p.set_transcript(t.clone()),
             Link::Http(_) => {}
+            Link::Ssh(p) => {
+                if let Some(c) = p.console.as_mut() {
+                    c.set_transcript(t.clone());
+                    c.drain_before_test();
+                }
+            }
         }
     }
 }
@@ -126,6 +144,20 @@ impl Device {
                 Interface::ProbeRs(p) => self.open_probe_rs(iface, p).await?,
                 Interface::Rtt(r) => self.open_rtt(iface, r).await?,
                 Interface::Power(p) => self.open_power(iface, p).await?,
+                Interface::Telnet(t) => {
+                    let addr = self.render_for(iface, &t.address)?;
+                    let tr = self.transcript.clone();
+                    tr.note(format!("{iface}: connecting to {addr} (telnet)"));
+                    let mut opts = crate::iface::telnet::TelnetOptions::default();
+                    if let Some(term) = &t.terminal {
+                        opts.terminal = term.clone();
+                    }
+                    Link::Console(
+                        crate::iface::telnet::open_telnet(iface, &addr, timeout, &opts, tr).await?,
+                    )
+                }
+                // Connected by its `ssh_auth` steps, one connection per login attempt.
+                Interface::Ssh(_) => Link::Ssh(SshPort::default()),
             };
             self.links.insert(iface.to_string(), link);
         }
@@ -145,7 +177,7 @@ impl Device {
 
     /// A template of interface `iface` rendered with the unit's variables; a failure is an
     /// open error of that interface.
-    fn render_for(&self, iface: &str, t: &Template) -> Result<String, LinkError> {
+    pub(super) fn render_for(&self, iface: &str, t: &Template) -> Result<String, LinkError> {
         t.render(&self.globals)
             .map(|r| r.text)
             .map_err(|detail| open_error(iface, detail.to_string()))

@@ -23,6 +23,8 @@ use crate::transcript::Transcript;
 mod emulated;
 pub use emulated::LockTestTarget;
 mod link;
+mod network;
+pub use network::{OwnBroker, SurfaceScan};
 mod steps;
 
 use link::Link;
@@ -168,6 +170,7 @@ impl Device {
         put("unit.name", Some(&unit.name));
         put("unit.serial", unit.serial.as_ref());
         put("unit.mac", unit.mac.as_ref());
+        put("unit.address", unit.address.as_ref());
         put("unit.firmware", unit.firmware.as_ref());
         put("model.name", Some(&model.name));
         put("model.manufacturer", model.manufacturer.as_ref());
@@ -587,6 +590,12 @@ impl Device {
         for (k, v) in data {
             self.transcript
                 .note(format!("action {name}: data {k} = {} bytes", v.len()));
+        }
+        // Every action is a new web session: one login attempt's cookies never reach the next.
+        for l in self.links.values() {
+            if let Link::Http(c) = l {
+                c.new_session();
+            }
         }
         let answered = self.console_answers;
         let mut r = self

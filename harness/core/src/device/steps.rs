@@ -371,10 +371,13 @@ impl Device {
                 self.step_modbus_identify(&at, ctx, out, on, *regular, capture.as_deref(), *timeout)
                     .await
             }
-            Step::HttpGet {
+            Step::Http {
                 on,
+                method,
                 url,
                 auth,
+                scheme,
+                form,
                 pattern,
                 accept,
                 reject,
@@ -384,7 +387,23 @@ impl Device {
                     accept: accept.as_ref(),
                     reject: reject.as_ref(),
                 };
-                self.step_get(&at, ctx, out, on, url, auth.as_ref(), outcomes)
+                let req = HttpStep {
+                    method: *method,
+                    url,
+                    auth: auth.as_ref(),
+                    scheme: *scheme,
+                    form,
+                };
+                self.step_http(&at, ctx, out, on, req, outcomes).await
+            }
+            Step::SshAuth {
+                on,
+                method,
+                user,
+                password,
+                timeout,
+            } => {
+                self.step_ssh_auth(&at, ctx, out, on, *method, (user, password), *timeout)
                     .await
             }
         }
@@ -399,6 +418,11 @@ impl Device {
     ) -> Result<&mut Console, ActionError> {
         match self.link(on, timeout).await.map_err(|e| at.link(e))? {
             Link::Console(c) => Ok(c),
+            Link::Ssh(p) => p.console.as_mut().ok_or_else(|| {
+                at.link(LinkError::Closed(format!(
+                    "no SSH session on {on:?}: an `ssh_auth` step must log in first"
+                )))
+            }),
             _ => Err(at.tmpl(format!("interface {on:?} is not a console"))),
         }
     }
@@ -812,24 +836,25 @@ impl Device {
         Ok(())
     }
 
-    /// `get`: an HTTP GET whose `HTTP <status>` line and body are matched against `reject`,
-    /// `accept`, then the pattern; matching none is a protocol error.
-    #[allow(clippy::too_many_arguments)]
-    async fn step_get(
+    /// `get`/`post`: one HTTP request on interface `on` (its cookies kept for the action),
+    /// matched as `HTTP <status>`, a `Redirect: <status> <url>` line per redirect followed, an
+    /// empty line, then the body.
+    async fn step_http(
         &mut self,
         at: &At<'_>,
         ctx: &mut StepCtx<'_>,
         out: &mut ActionOutcome,
         on: &str,
-        url: &Template,
-        auth: Option<&(Template, Template)>,
+        req: HttpStep<'_>,
         outcomes: Outcomes<'_>,
     ) -> Result<(), ActionError> {
-        let url = url
+        use crate::iface::http::{FormField, HttpAuth, HttpRequest};
+        let url = req
+            .url
             .render(&ctx.vars)
             .map_err(|e| at.tmpl(e.to_string()))?
             .text;
-        let creds = match auth {
+        let creds = match req.auth {
             Some((u, p)) => {
                 let u = u
                     .render(&ctx.vars)
@@ -843,18 +868,35 @@ impl Device {
             }
             None => None,
         };
+        let mut form = Vec::new();
+        for (name, value) in req.form {
+            let r = value.render(&ctx.vars).map_err(|e| at.tmpl(e.to_string()))?;
+            for s in &r.secrets {
+                self.redactor.add(s);
+            }
+            form.push(FormField {
+                name: name.clone(),
+                secret: !r.secrets.is_empty(),
+                value: r.text,
+            });
+        }
         let timeout = self.iface_timeout(on);
         let client = match self.link(on, timeout).await.map_err(|e| at.link(e))? {
             Link::Http(client) => client.clone(),
             _ => return Err(at.tmpl(format!("interface {on:?} is not HTTP"))),
         };
+        let request = HttpRequest {
+            method: req.method,
+            url: &url,
+            auth: creds.as_ref().map(|(u, p)| HttpAuth {
+                scheme: req.scheme,
+                user: u,
+                password: p,
+            }),
+            form: &form,
+        };
         let x = client
-            .get(
-                &url,
-                creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
-                &self.transcript,
-                on,
-            )
+            .request(&request, &self.transcript, on)
             .await
             .map_err(|e| {
                 at.link(match e {
@@ -866,11 +908,20 @@ impl Device {
                     other => LinkError::Closed(other.to_string()),
                 })
             })?;
+        self.console_answers += 1;
         let mut text = format!("HTTP {}\n", x.status).into_bytes();
+        for (status, to) in &x.redirects {
+            text.extend_from_slice(format!("Redirect: {status} {to}\n").as_bytes());
+        }
+        text.push(b'\n');
         text.extend_from_slice(&x.body);
+        let said = match x.redirects.last() {
+            Some((_, to)) => format!("HTTP {} after a redirect to {to}", x.status),
+            None => format!("HTTP {}", x.status),
+        };
         if let Some(r) = outcomes.reject {
             if r.is_match(&text) {
-                out.rejected = Some(format!("HTTP {}", x.status));
+                out.rejected = Some(said);
                 return Ok(());
             }
         }
@@ -878,7 +929,7 @@ impl Device {
             if let Some(c) = a.captures(&text) {
                 let m = Matched {
                     accepted: true,
-                    text: format!("HTTP {}", x.status),
+                    text: said,
                     captures: named_captures(a, &c),
                     ..Default::default()
                 };
@@ -893,12 +944,104 @@ impl Device {
                 Ok(())
             }
             None => Err(at.link(LinkError::Protocol(format!(
-                "{url} answered HTTP {}, which matches neither /{}/ nor the reject pattern",
-                x.status,
+                "{url} answered {said}, which matches neither /{}/ nor the reject pattern",
                 pattern.as_str()
             )))),
         }
     }
+
+    /// `ssh_auth`: one login attempt on a new connection. Accepted: the shell of the session
+    /// becomes the interface's console (the previous session is closed). Refused: the action
+    /// is rejected, with the methods the server offers.
+    #[allow(clippy::too_many_arguments)]
+    async fn step_ssh_auth(
+        &mut self,
+        at: &At<'_>,
+        ctx: &mut StepCtx<'_>,
+        out: &mut ActionOutcome,
+        on: &str,
+        method: crate::iface::ssh::SshAuthMethod,
+        (user, password): (&Template, &Template),
+        timeout: Duration,
+    ) -> Result<(), ActionError> {
+        use crate::iface::ssh::{SshAuthMethod, SshLogin, SshOptions};
+        let user = user
+            .render(&ctx.vars)
+            .map_err(|e| at.tmpl(e.to_string()))?
+            .text;
+        let p = password
+            .render(&ctx.vars)
+            .map_err(|e| at.tmpl(e.to_string()))?;
+        for s in &p.secrets {
+            self.redactor.add(s);
+        }
+        let spec = match self.model.interfaces.get(on) {
+            Some(crate::board::Interface::Ssh(s)) => s.clone(),
+            _ => return Err(at.tmpl(format!("interface {on:?} is not SSH"))),
+        };
+        let addr = self.render_for(on, &spec.address).map_err(|e| at.link(e))?;
+        // One attempt, one connection: the previous session (and its shell) ends here.
+        self.links.remove(on);
+        let opts = SshOptions {
+            host_key: spec.host_key.clone(),
+            terminal: spec.terminal.clone().unwrap_or_default(),
+            columns: 0,
+            rows: 0,
+        };
+        let how = match method {
+            SshAuthMethod::Password => "password",
+            SshAuthMethod::KeyboardInteractive => "keyboard-interactive",
+        };
+        let login = crate::iface::ssh::ssh_login(
+            on,
+            &addr,
+            &user,
+            &p.text,
+            method,
+            &opts,
+            timeout,
+            &self.transcript,
+        )
+        .await
+        .map_err(|e| at.link(e))?;
+        self.console_answers += 1;
+        match login {
+            SshLogin::Refused { methods } => {
+                out.rejected = Some(format!(
+                    "SSH {how} authentication of {user:?} refused (the server offers: {})",
+                    if methods.is_empty() {
+                        "nothing more".to_string()
+                    } else {
+                        methods.join(", ")
+                    }
+                ));
+                Ok(())
+            }
+            SshLogin::Accepted(mut session) => {
+                let console = session
+                    .open_shell(on, timeout, self.transcript.clone())
+                    .await
+                    .map_err(|e| at.link(e))?;
+                self.links.insert(
+                    on.to_string(),
+                    Link::Ssh(super::link::SshPort {
+                        session: Some(session),
+                        console: Some(console),
+                    }),
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What an HTTP step asks for.
+struct HttpStep<'s> {
+    method: crate::iface::http::HttpMethod,
+    url: &'s Template,
+    auth: Option<&'s (Template, Template)>,
+    scheme: crate::iface::http::HttpAuthScheme,
+    form: &'s [(String, Template)],
 }
 
 /// What a Modbus read step asks for.

@@ -104,10 +104,17 @@ pub async fn start_unit(
             emulator: None,
         });
     };
+    // An emulated unit without a declared address gets a loopback address of its own, where
+    // its network services listen as a real unit's do on its IP address.
+    let mut unit = unit;
+    let pick_address = unit.address.is_none();
     // A port another program took between choosing and binding: choose again (twice at most).
     let mut attempt = 0;
     let (em, ports) = loop {
         attempt += 1;
+        if pick_address {
+            unit.address = Some(allocate_loopback_address().to_string());
+        }
         let mut probe = Device::new(unit.clone(), model.clone(), &BTreeMap::new(), env);
         let ports = match allocate_ports(&e.ports) {
             Ok(p) => p,
@@ -118,7 +125,9 @@ pub async fn start_unit(
         match start(&e, probe.globals(), console).await {
             Ok(em) => break (em, ports),
             Err(EmulatorError::Exited { tail, .. })
-                if attempt < 3 && !e.ports.is_empty() && tail.contains("in use") => {}
+                if attempt < 3
+                    && (!e.ports.is_empty() || pick_address)
+                    && tail.contains("in use") => {}
             Err(err) => return Err((probe, err)),
         }
     };
@@ -130,6 +139,31 @@ pub async fn start_unit(
         device,
         emulator: Some(handle),
     })
+}
+
+/// A loopback address for one emulated unit: 127.A.B.C, never the same twice in a process, and
+/// with A.B drawn at random per process so that concurrent runs rarely meet (a start that finds
+/// a port on it taken is retried with another). Linux routes all of 127/8 to the loopback
+/// interface, so a unit's services bound there are reachable, and a port scan of the address
+/// sees only that unit's (plus services bound to every address, which the scan tells apart).
+pub fn allocate_loopback_address() -> std::net::Ipv4Addr {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static BASE: OnceLock<u16> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = *BASE.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        (h.finish() & 0xffff) as u16
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    // Second octet 32..=223 (clear of 127.0.x.x and of the control address scans use),
+    // third from the random base plus the overflow of the fourth, fourth 1..=254.
+    let second = 32 + ((base >> 8) as u32 + n / (254 * 256)) % 192;
+    let third = ((base & 0xff) as u32 + n / 254) % 256;
+    let fourth = 1 + n % 254;
+    std::net::Ipv4Addr::new(127, second as u8, third as u8, fourth as u8)
 }
 
 /// One free loopback TCP port per name.

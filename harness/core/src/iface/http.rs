@@ -1,10 +1,14 @@
-//! HTTP(S) requests with evidence: GET over rustls (ring provider), a timeout on every
-//! request, a cap on body size, redirects followed one by one and recorded, a lab CA bundle
-//! and an optional client certificate, HTTP basic auth. Every exchange goes into the
-//! transcript (bodies shown up to a few KiB), secrets redacted when it is rendered.
+//! HTTP(S) requests with evidence: GET and form POSTs over rustls (ring provider), a timeout
+//! on every request (redirects and an authentication retry included), a cap on body size,
+//! redirects followed one by one and recorded, a lab CA bundle and an optional client
+//! certificate, HTTP basic and digest auth (RFC 7616 through `http-auth`), and a cookie jar per
+//! client so a form login's session carries over to the next requests until
+//! [`HttpClient::new_session`]. Every exchange goes into the transcript (bodies shown up to a
+//! few KiB, the names of cookies set but not their values, form fields marked secret never),
+//! secrets redacted when it is rendered.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::transcript::{Direction, Transcript};
@@ -35,6 +39,57 @@ pub enum HttpError {
     BadUrl(String),
 }
 
+/// How a request authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpAuthScheme {
+    /// Sent with the first request, to the first URL's origin only.
+    #[default]
+    Basic,
+    /// Sent in answer to the server's `401` digest challenge, once per request.
+    Digest,
+}
+
+/// Credentials for a request.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpAuth<'a> {
+    pub scheme: HttpAuthScheme,
+    pub user: &'a str,
+    pub password: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+        }
+    }
+}
+
+/// One field of a form: `secret` fields are shown as «secret» in the transcript.
+#[derive(Debug, Clone)]
+pub struct FormField {
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+/// One request to send with [`HttpClient::request`].
+#[derive(Debug, Clone)]
+pub struct HttpRequest<'a> {
+    pub method: HttpMethod,
+    pub url: &'a str,
+    pub auth: Option<HttpAuth<'a>>,
+    /// POST body as application/x-www-form-urlencoded (empty for GET).
+    pub form: &'a [FormField],
+}
+
 /// How to reach servers.
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
@@ -50,6 +105,8 @@ pub struct HttpOptions {
 /// One request and everything that came back, after redirects.
 #[derive(Debug, Clone)]
 pub struct HttpExchange {
+    /// The method of the last request sent (a POST answered by a 303 ends as a GET).
+    pub method: HttpMethod,
     pub url: String,
     pub final_url: String,
     /// Each redirect followed: status and target.
@@ -70,8 +127,48 @@ impl HttpExchange {
     }
 }
 
+/// The client's cookies: reqwest's jar (browser rules: domain, path, secure, expiry) behind a
+/// lock so that [`HttpClient::new_session`] can swap in an empty one while the client is
+/// shared.
+#[derive(Debug, Default)]
+struct SessionJar {
+    current: RwLock<Arc<reqwest::cookie::Jar>>,
+}
+
+impl SessionJar {
+    fn jar(&self) -> Arc<reqwest::cookie::Jar> {
+        match self.current.read() {
+            Ok(j) => Arc::clone(&j),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn clear(&self) {
+        let fresh = Arc::new(reqwest::cookie::Jar::default());
+        match self.current.write() {
+            Ok(mut j) => *j = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+    }
+}
+
+impl reqwest::cookie::CookieStore for SessionJar {
+    fn set_cookies(
+        &self,
+        cookie_headers: &mut dyn Iterator<Item = &reqwest::header::HeaderValue>,
+        url: &reqwest::Url,
+    ) {
+        reqwest::cookie::CookieStore::set_cookies(&*self.jar(), cookie_headers, url);
+    }
+
+    fn cookies(&self, url: &reqwest::Url) -> Option<reqwest::header::HeaderValue> {
+        reqwest::cookie::CookieStore::cookies(&*self.jar(), url)
+    }
+}
+
 pub struct HttpClient {
     client: reqwest::Client,
+    jar: Arc<SessionJar>,
     timeout: Duration,
     max_body: usize,
 }
@@ -270,6 +367,118 @@ fn shown_body(body: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `application/x-www-form-urlencoded`, as browsers encode a form.
+fn encode_form(form: &[FormField]) -> Vec<u8> {
+    fn push(out: &mut Vec<u8>, s: &str) {
+        for &b in s.as_bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b),
+                b' ' => out.push(b'+'),
+                _ => out.extend_from_slice(format!("%{b:02X}").as_bytes()),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, f) in form.iter().enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        push(&mut out, &f.name);
+        out.push(b'=');
+        push(&mut out, &f.value);
+    }
+    out
+}
+
+/// The form as the transcript shows it: `name=value` pairs, secret values never written.
+fn shown_form(form: &[FormField]) -> String {
+    form.iter()
+        .map(|f| {
+            if f.secret {
+                format!("{}=«secret»", f.name)
+            } else {
+                format!("{}={}", f.name, f.value)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// ` (cookies set: a, b)` for the cookies a response sets: names only, values are session
+/// tokens.
+fn cookies_set(headers: &reqwest::header::HeaderMap) -> String {
+    let names: Vec<String> = headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            let pair = v.split(';').next().unwrap_or_default();
+            pair.split('=')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (cookies set: {})", names.join(", "))
+    }
+}
+
+/// The first digest challenge of a 401 that can be answered (RFC 7616: the server lists its
+/// challenges in order of preference).
+fn digest_challenge(
+    headers: &reqwest::header::HeaderMap,
+) -> Result<http_auth::DigestClient, String> {
+    let mut first_err: Option<String> = None;
+    for value in headers.get_all(reqwest::header::WWW_AUTHENTICATE) {
+        let Ok(text) = value.to_str() else {
+            first_err.get_or_insert_with(|| "a WWW-Authenticate header that is not ASCII".into());
+            continue;
+        };
+        for challenge in http_auth::ChallengeParser::new(text) {
+            match challenge {
+                Ok(c) if c.scheme.eq_ignore_ascii_case("Digest") => {
+                    match http_auth::DigestClient::try_from(&c) {
+                        Ok(d) => return Ok(d),
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert_with(|| format!("unparsable WWW-Authenticate: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    Err(first_err.unwrap_or_else(|| "no Digest challenge in WWW-Authenticate".into()))
+}
+
+fn algorithm_name(a: http_auth::digest::Algorithm) -> &'static str {
+    use http_auth::digest::Algorithm;
+    match a {
+        Algorithm::Md5 => "MD5",
+        Algorithm::Sha256 => "SHA-256",
+        Algorithm::Sha512Trunc256 => "SHA-512-256",
+        _ => "another algorithm",
+    }
+}
+
+/// The request target a digest answer names: path and query, as sent on the request line.
+fn request_target(url: &reqwest::Url) -> String {
+    let mut target = url.path().to_string();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    target
+}
+
 impl HttpClient {
     pub fn new(opts: &HttpOptions) -> Result<HttpClient, HttpError> {
         let timeout = if opts.timeout.is_zero() {
@@ -277,9 +486,11 @@ impl HttpClient {
         } else {
             opts.timeout
         };
+        let jar = Arc::new(SessionJar::default());
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config(opts)?)
             .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(Arc::clone(&jar))
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("hilsec/", env!("CARGO_PKG_VERSION")))
@@ -290,6 +501,7 @@ impl HttpClient {
             })?;
         Ok(HttpClient {
             client,
+            jar,
             timeout,
             max_body: if opts.max_body == 0 {
                 DEFAULT_MAX_BODY
@@ -299,8 +511,14 @@ impl HttpClient {
         })
     }
 
+    /// Forgets every cookie: the next request starts a new session (called at the start of
+    /// each action, so one login attempt's session never leaks into the next).
+    pub fn new_session(&self) {
+        self.jar.clear();
+    }
+
     /// GET `url`, following redirects (each recorded), with optional basic auth (sent only
-    /// to the first URL's origin).
+    /// to the first URL's origin). A thin wrapper of [`HttpClient::request`].
     pub async fn get(
         &self,
         url: &str,
@@ -308,6 +526,35 @@ impl HttpClient {
         transcript: &Transcript,
         iface: &str,
     ) -> Result<HttpExchange, HttpError> {
+        let auth = basic_auth.map(|(user, password)| HttpAuth {
+            scheme: HttpAuthScheme::Basic,
+            user,
+            password,
+        });
+        let req = HttpRequest {
+            method: HttpMethod::Get,
+            url,
+            auth,
+            form: &[],
+        };
+        self.request(&req, transcript, iface).await
+    }
+
+    /// Sends `req`, following redirects one by one (each recorded): after a POST, 301/302/303
+    /// continue as GET without body (browser behaviour), 307/308 repeat the POST. Basic auth
+    /// is sent preemptively to the first URL's origin only; digest answers the server's 401
+    /// `WWW-Authenticate: Digest` challenge once (from the first URL's origin; MD5, SHA-256,
+    /// their `-sess` forms; qop=auth, auth-int or none) and a second 401 is returned as the
+    /// answer (a refusal), not an error. Cookies the server sets are kept in the client's jar
+    /// and sent on later requests (browser rules) until [`HttpClient::new_session`]. The
+    /// timeout covers the whole request: redirects, the digest retry and the body.
+    pub async fn request(
+        &self,
+        req: &HttpRequest<'_>,
+        transcript: &Transcript,
+        iface: &str,
+    ) -> Result<HttpExchange, HttpError> {
+        let url = req.url;
         let start: reqwest::Url = url
             .parse()
             .map_err(|_| HttpError::BadUrl(url.to_string()))?;
@@ -315,57 +562,78 @@ impl HttpClient {
             return Err(HttpError::BadUrl(url.to_string()));
         }
         let deadline = Instant::now() + self.timeout;
+        let form_body = encode_form(req.form);
+        let mut method = req.method;
         let mut current = start.clone();
         let mut redirects: Vec<(u16, String)> = Vec::new();
         let mut seen = vec![current.to_string()];
-        loop {
-            let mut req = self.client.get(current.clone());
-            if let Some((u, p)) = basic_auth {
-                if current.origin() == start.origin() {
-                    req = req.basic_auth(u, Some(p));
+        // The `Authorization` answering a digest challenge, for the next request.
+        let mut digest_answer: Option<String> = None;
+        let mut digest_answered = false;
+        let timeout_err = |url: &reqwest::Url| HttpError::Timeout {
+            url: url.to_string(),
+            waited: self.timeout,
+        };
+        let fail = |e: reqwest::Error, url: &reqwest::Url| {
+            if e.is_timeout() {
+                timeout_err(url)
+            } else {
+                // The source chain says why (e.g. the certificate names another host).
+                let mut detail = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    detail.push_str(": ");
+                    detail.push_str(&s.to_string());
+                    src = s.source();
+                }
+                HttpError::Request {
+                    url: url.to_string(),
+                    detail,
                 }
             }
-            transcript.record(
-                Direction::Tx,
-                iface,
-                format!(
-                    "GET {current}{}\n",
-                    if basic_auth.is_some() {
-                        " (basic auth)"
-                    } else {
-                        ""
-                    }
-                )
-                .as_bytes(),
-            );
-            let left = deadline.saturating_duration_since(Instant::now());
-            let fail = |e: reqwest::Error, url: &reqwest::Url| {
-                if e.is_timeout() {
-                    HttpError::Timeout {
-                        url: url.to_string(),
-                        waited: self.timeout,
-                    }
-                } else {
-                    // The source chain says why (e.g. the certificate names another host).
-                    let mut detail = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        detail.push_str(": ");
-                        detail.push_str(&s.to_string());
-                        src = s.source();
-                    }
-                    HttpError::Request {
-                        url: url.to_string(),
-                        detail,
+        };
+        loop {
+            let same_origin = current.origin() == start.origin();
+            let verb = match method {
+                HttpMethod::Get => reqwest::Method::GET,
+                HttpMethod::Post => reqwest::Method::POST,
+            };
+            let mut rb = self.client.request(verb, current.clone());
+            let mut label = "";
+            match req.auth {
+                Some(a) if a.scheme == HttpAuthScheme::Basic && same_origin => {
+                    rb = rb.basic_auth(a.user, Some(a.password));
+                    label = " (basic auth)";
+                }
+                Some(a) if a.scheme == HttpAuthScheme::Digest => {
+                    if let Some(answer) = digest_answer.take() {
+                        rb = rb.header(reqwest::header::AUTHORIZATION, answer);
+                        label = " (digest auth)";
+                    } else if same_origin && !digest_answered {
+                        label = " (digest auth, awaiting the challenge)";
                     }
                 }
-            };
-            let resp = match tokio::time::timeout(left, req.send()).await {
+                _ => {}
+            }
+            let mut shown = format!("{} {current}{label}\n", method.as_str());
+            if method == HttpMethod::Post {
+                rb = rb
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form_body.clone());
+                if !req.form.is_empty() {
+                    shown.push_str(&format!("form: {}\n", shown_form(req.form)));
+                }
+            }
+            transcript.record(Direction::Tx, iface, shown.as_bytes());
+            let left = deadline.saturating_duration_since(Instant::now());
+            let resp = match tokio::time::timeout(left, rb.send()).await {
                 Err(_) => {
-                    return Err(HttpError::Timeout {
-                        url: current.to_string(),
-                        waited: self.timeout,
-                    })
+                    let err = timeout_err(&current);
+                    transcript.note(format!("{iface}: {err}"));
+                    return Err(err);
                 }
                 Ok(Err(e)) => {
                     let err = fail(e, &current);
@@ -375,6 +643,7 @@ impl HttpClient {
                 Ok(Ok(r)) => r,
             };
             let status = resp.status().as_u16();
+            let cookies = cookies_set(resp.headers());
             let headers: Vec<(String, String)> = resp
                 .headers()
                 .iter()
@@ -385,6 +654,51 @@ impl HttpClient {
                     )
                 })
                 .collect();
+            if status == 401 && same_origin && !digest_answered {
+                if let Some(a) = req.auth.filter(|a| a.scheme == HttpAuthScheme::Digest) {
+                    digest_answered = true;
+                    let answer = digest_challenge(resp.headers()).and_then(|mut d| {
+                        let body: &[u8] = if method == HttpMethod::Post {
+                            &form_body
+                        } else {
+                            &[]
+                        };
+                        let target = request_target(&current);
+                        let answer = d.respond(&http_auth::PasswordParams {
+                            username: a.user,
+                            password: a.password,
+                            uri: &target,
+                            method: method.as_str(),
+                            body: Some(body),
+                        })?;
+                        Ok((d, answer))
+                    });
+                    match answer {
+                        Ok((d, answer)) => {
+                            transcript.record(
+                                Direction::Rx,
+                                iface,
+                                format!(
+                                    "HTTP 401 digest challenge (realm {:?}, {}{}{}){cookies}\n",
+                                    d.realm(),
+                                    algorithm_name(d.algorithm()),
+                                    if d.session() { "-sess" } else { "" },
+                                    if d.rfc2069_compat() { ", no qop" } else { "" },
+                                )
+                                .as_bytes(),
+                            );
+                            digest_answer = Some(answer);
+                            // The challenge's body is not read: dropping it closes that
+                            // connection, the answer goes on a new one.
+                            drop(resp);
+                            continue;
+                        }
+                        Err(detail) => transcript.note(format!(
+                            "{iface}: cannot answer the 401's digest challenge: {detail}"
+                        )),
+                    }
+                }
+            }
             if resp.status().is_redirection() {
                 if let Some(loc) = resp.headers().get(reqwest::header::LOCATION) {
                     let loc = String::from_utf8_lossy(loc.as_bytes()).into_owned();
@@ -395,7 +709,7 @@ impl HttpClient {
                     transcript.record(
                         Direction::Rx,
                         iface,
-                        format!("HTTP {status} -> {next}\n").as_bytes(),
+                        format!("HTTP {status} -> {next}{cookies}\n").as_bytes(),
                     );
                     redirects.push((status, next.to_string()));
                     let looped = seen.contains(&next.to_string());
@@ -406,6 +720,10 @@ impl HttpClient {
                             max: MAX_REDIRECTS,
                             chain: seen.join(" -> "),
                         });
+                    }
+                    // A browser turns a POST into a GET on these; 307 and 308 repeat it.
+                    if matches!(status, 301..=303) {
+                        method = HttpMethod::Get;
                     }
                     current = next;
                     continue;
@@ -427,12 +745,13 @@ impl HttpClient {
                             self.timeout,
                             body.len()
                         ));
-                        return Err(HttpError::Timeout {
-                            url: current.to_string(),
-                            waited: self.timeout,
-                        });
+                        return Err(timeout_err(&current));
                     }
-                    Ok(Err(e)) => return Err(fail(e, &current)),
+                    Ok(Err(e)) => {
+                        let err = fail(e, &current);
+                        transcript.note(format!("{iface}: {err}"));
+                        return Err(err);
+                    }
                     Ok(Ok(None)) => break,
                     Ok(Ok(Some(chunk))) => {
                         let room = self.max_body.saturating_sub(body.len());
@@ -446,7 +765,7 @@ impl HttpClient {
                 }
             }
             let mut shown = format!(
-                "HTTP {status} {}{}\n",
+                "HTTP {status} {}{}{cookies}\n",
                 content_type.as_deref().unwrap_or("(no content type)"),
                 if truncated {
                     format!(", body cut at {} bytes", self.max_body)
@@ -459,6 +778,7 @@ impl HttpClient {
             shown.push(b'\n');
             transcript.record(Direction::Rx, iface, &shown);
             return Ok(HttpExchange {
+                method,
                 url: url.to_string(),
                 final_url: current.to_string(),
                 redirects,
@@ -469,5 +789,67 @@ impl HttpClient {
                 truncated,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_are_encoded_like_a_browser() {
+        let f = |name: &str, value: &str, secret| FormField {
+            name: name.into(),
+            value: value.into(),
+            secret,
+        };
+        let form = [
+            f("user", "a b", false),
+            f("pw", "p&=%é", true),
+            f("x", "A-z_0.9*~", false),
+        ];
+        assert_eq!(
+            String::from_utf8(encode_form(&form)).unwrap(),
+            "user=a+b&pw=p%26%3D%25%C3%A9&x=A-z_0.9*%7E"
+        );
+        assert_eq!(shown_form(&form), "user=a b pw=«secret» x=A-z_0.9*~");
+        assert!(encode_form(&[]).is_empty());
+    }
+
+    #[test]
+    fn digest_challenges() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.append(
+            reqwest::header::WWW_AUTHENTICATE,
+            "Basic realm=\"x\"".parse().unwrap(),
+        );
+        assert!(digest_challenge(&h).is_err());
+        h.append(
+            reqwest::header::WWW_AUTHENTICATE,
+            "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256, qop=\"auth\", Digest realm=\"r\", nonce=\"m\""
+                .parse()
+                .unwrap(),
+        );
+        let d = digest_challenge(&h).unwrap();
+        assert_eq!(d.nonce(), "n");
+        assert_eq!(d.algorithm(), http_auth::digest::Algorithm::Sha256);
+        let mut bad = reqwest::header::HeaderMap::new();
+        bad.append(
+            reqwest::header::WWW_AUTHENTICATE,
+            "Digest realm=\"r\"".parse().unwrap(),
+        );
+        assert!(digest_challenge(&bad).unwrap_err().contains("nonce"));
+    }
+
+    #[test]
+    fn cookie_names_only() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(cookies_set(&h), "");
+        h.append(
+            reqwest::header::SET_COOKIE,
+            "session=s3cr3t; HttpOnly; Path=/".parse().unwrap(),
+        );
+        h.append(reqwest::header::SET_COOKIE, "sid=x".parse().unwrap());
+        assert_eq!(cookies_set(&h), " (cookies set: session, sid)");
     }
 }

@@ -15,10 +15,14 @@ pub mod gdb;
 pub mod http;
 pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_probe;
 pub mod power;
 pub mod probe;
 pub mod rtt;
+pub mod scan;
 pub mod serial;
+pub mod telnet;
+pub mod ssh;
 
 /// Why talking to a unit over one of its links failed. Shared by every interface kind (also
 /// re-exported as `iface::serial::LinkError`, its former home).
