@@ -141,9 +141,11 @@ fn plan(subscribe: &[&str], publish: &[&str], listen: Duration) -> ProbePlan {
     }
 }
 
-/// A client of `addr` that publishes `payload` on `topic` every 200 ms until dropped.
+/// A client of `addr` (as `creds`) that publishes `payload` on `topic` every 200 ms until the
+/// task is aborted.
 async fn chatter(
     addr: &str,
+    creds: Option<(&str, &str)>,
     topic: &'static str,
     payload: &'static str,
 ) -> tokio::task::JoinHandle<()> {
@@ -345,6 +347,36 @@ async fn mosquitto_with_an_acl_limits_what_strangers_read_and_write() {
         .await
         .expect("probe");
         assert_eq!(probe.delivered, vec!["home/lock/cmd/open".to_string()]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_rumqttd_is_open_too() {
+    // Another implementation than mosquitto's: the harness's own embedded broker.
+    let broker = hilsec_core::broker::start_embedded().expect("embedded broker");
+    let addr = broker.addr.to_string();
+    bounded(async {
+        let chatter = chatter(&addr, None, "plant/valve/state", "open").await;
+        let probe = probe_broker(
+            "broker",
+            &addr,
+            None,
+            &plan(&["#"], &["plant/valve/cmd"], Duration::from_secs(2)),
+            PATIENCE,
+            &Transcript::new(),
+        )
+        .await
+        .expect("probe");
+        chatter.abort();
+        assert_eq!(probe.connack, Connack::Accepted);
+        assert_eq!(probe.granted, vec![("#".to_string(), Some(0))]);
+        assert!(
+            probe.seen.iter().any(|s| s.topic == "plant/valve/state"),
+            "{:?}",
+            probe.seen
+        );
+        assert_eq!(probe.delivered, vec!["plant/valve/cmd".to_string()]);
     })
     .await;
 }

@@ -145,7 +145,10 @@ async fn login(
     opts: &SshOptions,
     t: &Transcript,
 ) -> Result<SshLogin, LinkError> {
-    ssh_login("ssh", &unit.addr, "admin", password, method, opts, PATIENCE, t).await
+    ssh_login(
+        "ssh", &unit.addr, "admin", password, method, opts, PATIENCE, t,
+    )
+    .await
 }
 
 fn accepted(r: Result<SshLogin, LinkError>) -> SshSession {
@@ -173,8 +176,14 @@ fn check_transcript(t: &Transcript, session: &SshSession) {
     for part in [&info.banner, &info.host_key, &info.kex, &info.cipher] {
         assert!(shown.contains(part.as_str()), "{part} not in: {shown}");
     }
-    assert!(!shown.contains(PASSWORD), "password in the transcript: {shown}");
-    assert!(!shown.contains(WRONG), "password in the transcript: {shown}");
+    assert!(
+        !shown.contains(PASSWORD),
+        "password in the transcript: {shown}"
+    );
+    assert!(
+        !shown.contains(WRONG),
+        "password in the transcript: {shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,11 +197,18 @@ async fn password_auth_accepts_the_unit_password_and_refuses_a_wrong_one() {
         methods.iter().any(|m| m == "keyboard-interactive"),
         "{methods:?}"
     );
-    let session = accepted(bounded(login(&unit, PASSWORD, SshAuthMethod::Password, &opts, &t)).await);
+    let session =
+        accepted(bounded(login(&unit, PASSWORD, SshAuthMethod::Password, &opts, &t)).await);
     check_transcript(&t, &session);
     let shown = text(&t);
-    assert!(shown.contains("password authentication as \"admin\": refused"), "{shown}");
-    assert!(shown.contains("password authentication as \"admin\": accepted"), "{shown}");
+    assert!(
+        shown.contains("password authentication as \"admin\": refused"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("password authentication as \"admin\": accepted"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,15 +217,28 @@ async fn keyboard_interactive_auth_accepts_the_unit_password_and_refuses_a_wrong
     let t = Transcript::new();
     let opts = SshOptions::default();
     let methods = refused(
-        bounded(login(&unit, WRONG, SshAuthMethod::KeyboardInteractive, &opts, &t)).await,
+        bounded(login(
+            &unit,
+            WRONG,
+            SshAuthMethod::KeyboardInteractive,
+            &opts,
+            &t,
+        ))
+        .await,
     );
     assert!(!methods.is_empty(), "the server names what it offers");
     let session = accepted(
-        bounded(login(&unit, PASSWORD, SshAuthMethod::KeyboardInteractive, &opts, &t)).await,
+        bounded(login(
+            &unit,
+            PASSWORD,
+            SshAuthMethod::KeyboardInteractive,
+            &opts,
+            &t,
+        ))
+        .await,
     );
     check_transcript(&t, &session);
     let shown = text(&t);
-    eprintln!("DEBUG2\n{shown}");
     assert!(shown.contains("Password: "), "the prompt is noted: {shown}");
     assert!(
         shown.contains("keyboard-interactive authentication as \"admin\": accepted"),
@@ -222,7 +251,14 @@ async fn the_shell_console_runs_identity_with_send_expect() {
     let unit = start_plug(&[]);
     let t = Transcript::new();
     let mut session = accepted(
-        bounded(login(&unit, PASSWORD, SshAuthMethod::Password, &SshOptions::default(), &t)).await,
+        bounded(login(
+            &unit,
+            PASSWORD,
+            SshAuthMethod::Password,
+            &SshOptions::default(),
+            &t,
+        ))
+        .await,
     );
     let mut console = bounded(session.open_shell("ssh", PATIENCE, t.clone()))
         .await
@@ -246,7 +282,10 @@ async fn the_shell_console_runs_identity_with_send_expect() {
         m.captures.get("mac").map(String::as_str),
         Some("02:00:00:00:00:01")
     );
-    console.expect(&prompt, None, PATIENCE).await.expect("prompt");
+    console
+        .expect(&prompt, None, PATIENCE)
+        .await
+        .expect("prompt");
     // A command typed as "\r\n" runs once.
     console
         .send(b"version\r\n", "version\\r\\n", PATIENCE)
@@ -271,8 +310,10 @@ async fn the_shell_console_runs_identity_with_send_expect() {
     assert!(matches!(err, LinkError::Closed(_)), "{err:?}");
     assert!(console.is_closed());
     let shown = text(&t);
-    eprintln!("DEBUG3\n{shown}");
-    assert!(shown.contains("serial=S"), "console bytes recorded: {shown}");
+    assert!(
+        shown.contains("serial=S"),
+        "console bytes recorded: {shown}"
+    );
     assert!(!shown.contains(PASSWORD), "{shown}");
 }
 
@@ -281,7 +322,14 @@ async fn host_key_pinning() {
     let unit = start_plug(&[]);
     let t = Transcript::new();
     let first = accepted(
-        bounded(login(&unit, PASSWORD, SshAuthMethod::Password, &SshOptions::default(), &t)).await,
+        bounded(login(
+            &unit,
+            PASSWORD,
+            SshAuthMethod::Password,
+            &SshOptions::default(),
+            &t,
+        ))
+        .await,
     );
     let real = first.server().fingerprint().to_string();
     drop(first);
@@ -291,7 +339,8 @@ async fn host_key_pinning() {
         host_key: Some(real.clone()),
         ..Default::default()
     };
-    let again = accepted(bounded(login(&unit, PASSWORD, SshAuthMethod::Password, &pinned, &t)).await);
+    let again =
+        accepted(bounded(login(&unit, PASSWORD, SshAuthMethod::Password, &pinned, &t)).await);
     assert_eq!(again.server().fingerprint(), real);
     drop(again);
 
@@ -324,7 +373,16 @@ async fn refusals_are_throttled_like_on_the_console() {
     let opts = SshOptions::default();
     refused(bounded(login(&unit, WRONG, SshAuthMethod::Password, &opts, &t)).await);
     let started = Instant::now();
-    refused(bounded(login(&unit, WRONG, SshAuthMethod::KeyboardInteractive, &opts, &t)).await);
+    refused(
+        bounded(login(
+            &unit,
+            WRONG,
+            SshAuthMethod::KeyboardInteractive,
+            &opts,
+            &t,
+        ))
+        .await,
+    );
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(1900),
@@ -406,7 +464,6 @@ async fn against(addr: &str, t: &Transcript) -> (LinkError, Duration) {
         Ok(other) => panic!("expected an error, got {other:?}"),
     };
     assert!(took <= SHORT + MARGIN, "took {took:?}: {err}");
-    eprintln!("DEBUG {addr} {took:?} {err:?}\n{}", text(t));
     assert!(!text(t).contains(PASSWORD), "{}", text(t));
     (err, took)
 }
@@ -445,7 +502,11 @@ async fn a_flood_instead_of_a_banner_is_an_error() {
         matches!(err, LinkError::Protocol(_) | LinkError::Timeout { .. }),
         "{err:?}"
     );
-    assert!(text(&t).contains("AAAA"), "what came is evidence: {}", text(&t));
+    assert!(
+        text(&t).contains("AAAA"),
+        "what came is evidence: {}",
+        text(&t)
+    );
     task.abort();
 }
 
@@ -464,6 +525,63 @@ async fn garbage_lines_instead_of_a_banner_are_an_error() {
         "{err:?}"
     );
     task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_silent_after_its_banner_is_a_timeout_and_the_socket_is_closed() {
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (addr, task) = peer(move |mut s| {
+        let closed_tx = closed_tx.clone();
+        async move {
+            // A banner, then nothing: the key exchange never starts on this side.
+            let _ = s.write_all(b"SSH-2.0-Staller_1.0\r\n").await;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = closed_tx.send(());
+        }
+    })
+    .await;
+    let t = Transcript::new();
+    let (err, _) = against(&addr, &t).await;
+    assert!(matches!(err, LinkError::Timeout { .. }), "{err:?}");
+    // The client gave up: its socket is closed too, not left to russh's session task.
+    tokio::time::timeout(MARGIN, closed_rx.recv())
+        .await
+        .expect("the client closes the connection after its timeout");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_never_answers_a_login_is_a_timeout() {
+    // A frozen unit: after the first failure it never answers again.
+    let unit = start_plug(&["--freeze-after-failures", "1"]);
+    let t = Transcript::new();
+    let started = Instant::now();
+    let err = bounded(ssh_login(
+        "ssh",
+        &unit.addr,
+        "admin",
+        WRONG,
+        SshAuthMethod::Password,
+        &SshOptions::default(),
+        SHORT,
+        &t,
+    ))
+    .await
+    .expect_err("no answer");
+    let took = started.elapsed();
+    assert!(matches!(err, LinkError::Timeout { .. }), "{err:?}");
+    assert!(took <= SHORT * 3 + MARGIN, "{took:?}");
+    let shown = text(&t);
+    assert!(
+        shown.contains("SimDevSSH"),
+        "server recorded first: {shown}"
+    );
+    assert!(!shown.contains(WRONG), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -601,6 +601,41 @@ async fn a_flooding_server_times_out_with_bounded_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_with_broken_telnet_commands_is_survived() {
+    // 256 KiB of pseudo-random bytes, a third of them IAC (commands, subnegotiations left open,
+    // unknown verbs), then two `IAC SE` (which end whatever state the garbage left) and a prompt.
+    let addr = peer(|mut s| async move {
+        let mut x: u32 = 0x1234_5678;
+        let mut junk = Vec::with_capacity(256 * 1024);
+        for _ in 0..256 * 1024 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let b = (x >> 24) as u8;
+            junk.push(if b.is_multiple_of(3) { 255 } else { b });
+        }
+        junk.extend_from_slice(&[255, 240, 255, 240]);
+        junk.extend_from_slice(b"\r\nlogin: ");
+        let _ = s.write_all(&junk).await;
+        let mut buf = [0u8; 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let t = Transcript::new();
+    let mut c = open_telnet("tn", &addr, PATIENCE, &TelnetOptions::default(), t.clone())
+        .await
+        .expect("connect");
+    c.expect(&re("\r\nlogin: "), None, PATIENCE)
+        .await
+        .expect("the prompt after the garbage");
+    c.send(b"root\n", "root", PATIENCE)
+        .await
+        .expect("the link still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_closing_at_once_is_a_closed_link() {
     let addr = peer(|s| async move { drop(s) }).await;
     let mut c = open_telnet(
@@ -627,12 +662,14 @@ async fn a_server_closing_after_a_prompt_is_a_closed_link() {
         let _ = s.write_all(&[255, 251, 1, b'h', b'i', 255]).await;
     })
     .await;
+    // A console called "telnet" (as boards name it): its notes are not "telnet: telnet: ...".
+    let t = Transcript::new();
     let mut c = open_telnet(
-        "tn",
+        "telnet",
         &addr,
         PATIENCE,
         &TelnetOptions::default(),
-        Transcript::new(),
+        t.clone(),
     )
     .await
     .expect("connect");
@@ -641,6 +678,12 @@ async fn a_server_closing_after_a_prompt_is_a_closed_link() {
         .expect("data before the close");
     let (e, _) = expect_fails(&mut c, Duration::from_secs(10)).await;
     assert!(matches!(e, LinkError::Closed(_)), "{e}");
+    let text = rendered(&t);
+    assert!(
+        text.contains("## telnet: server WILL ECHO -> DO ECHO"),
+        "{text}"
+    );
+    assert!(!text.contains("telnet: telnet:"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

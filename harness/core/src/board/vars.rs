@@ -435,7 +435,7 @@ mod tests {
             .to_string()
             .contains("(it has: console)"));
         let msg = check_global_var("foo.bar", &none).unwrap_err().to_string();
-        assert!(msg.starts_with("unknown variable {foo.bar}: known are {unit.name}, {unit.serial}, {unit.mac}, {unit.firmware}, {model.name}, {model.manufacturer}, {declarations.login_user}, {secret.password}, {board.dir}, {broker.address}, {broker.host}, {broker.port}, {unit.VAR}"), "{msg}");
+        assert!(msg.starts_with("unknown variable {foo.bar}: known are {unit.name}, {unit.serial}, {unit.mac}, {unit.address}, {unit.firmware}, {model.name}, {model.manufacturer}, {declarations.login_user}, {secret.password}, {board.dir}, {broker.address}, {broker.host}, {broker.port}, {unit.VAR}"), "{msg}");
         assert_eq!(
             chunk_vars().collect::<Vec<_>>(),
             [

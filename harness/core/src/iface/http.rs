@@ -8,6 +8,7 @@
 //! secrets redacted when it is rendered.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ use crate::transcript::{Direction, Transcript};
 pub const DEFAULT_MAX_BODY: usize = 2 << 20;
 /// Redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 8;
+/// `Set-Cookie` headers a client stores per session (until [`HttpClient::new_session`]);
+/// further ones are ignored, so a server cannot grow the jar without bound.
+pub const MAX_COOKIES: usize = 128;
 /// Body bytes shown in the transcript.
 const SHOWN: usize = 4096;
 
@@ -133,6 +137,8 @@ impl HttpExchange {
 #[derive(Debug, Default)]
 struct SessionJar {
     current: RwLock<Arc<reqwest::cookie::Jar>>,
+    /// `Set-Cookie` headers stored since the last clear (at most [`MAX_COOKIES`]).
+    stored: AtomicUsize,
 }
 
 impl SessionJar {
@@ -149,6 +155,7 @@ impl SessionJar {
             Ok(mut j) => *j = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
+        self.stored.store(0, Ordering::Relaxed);
     }
 }
 
@@ -158,7 +165,10 @@ impl reqwest::cookie::CookieStore for SessionJar {
         cookie_headers: &mut dyn Iterator<Item = &reqwest::header::HeaderValue>,
         url: &reqwest::Url,
     ) {
-        reqwest::cookie::CookieStore::set_cookies(&*self.jar(), cookie_headers, url);
+        let room = MAX_COOKIES.saturating_sub(self.stored.load(Ordering::Relaxed));
+        let kept: Vec<&reqwest::header::HeaderValue> = cookie_headers.take(room).collect();
+        self.stored.fetch_add(kept.len(), Ordering::Relaxed);
+        reqwest::cookie::CookieStore::set_cookies(&*self.jar(), &mut kept.into_iter(), url);
     }
 
     fn cookies(&self, url: &reqwest::Url) -> Option<reqwest::header::HeaderValue> {
@@ -839,6 +849,25 @@ mod tests {
             "Digest realm=\"r\"".parse().unwrap(),
         );
         assert!(digest_challenge(&bad).unwrap_err().contains("nonce"));
+    }
+
+    #[test]
+    fn the_jar_is_bounded_and_cleared() {
+        use reqwest::cookie::CookieStore as _;
+        let jar = SessionJar::default();
+        let url: reqwest::Url = "http://127.0.0.1:1/".parse().unwrap();
+        let headers: Vec<reqwest::header::HeaderValue> = (0..MAX_COOKIES + 10)
+            .map(|i| format!("c{i}=v").parse().unwrap())
+            .collect();
+        jar.set_cookies(&mut headers.iter(), &url);
+        let sent = jar.cookies(&url).unwrap();
+        let sent = sent.to_str().unwrap();
+        assert_eq!(sent.split("; ").count(), MAX_COOKIES);
+        assert!(sent.contains("c0=v") && !sent.contains(&format!("c{MAX_COOKIES}=")));
+        jar.clear();
+        assert!(jar.cookies(&url).is_none());
+        jar.set_cookies(&mut headers[MAX_COOKIES..].iter(), &url);
+        assert!(jar.cookies(&url).is_some());
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub mod probe;
 pub mod rtt;
 pub mod scan;
 pub mod serial;
-pub mod telnet;
 pub mod ssh;
+pub mod telnet;
 
 /// Why talking to a unit over one of its links failed. Shared by every interface kind (also
 /// re-exported as `iface::serial::LinkError`, its former home).

@@ -8,9 +8,10 @@
 //! small MQTT 3.1.1 client written on a `TcpStream`: one connection, clean session, one packet
 //! at a time, every wait bounded by a deadline, every frame checked before it is believed.
 //!
-//! Memory does not depend on the broker: payloads are read in small chunks and dropped (only a
-//! payload as long as the probe's own is compared), at most `max_topics` topics are kept, other
-//! packets are a few bytes and are refused when longer. A broker that is silent, talks garbage
+//! Memory does not depend on the broker: payloads, whatever their size (up to the 256 MiB MQTT
+//! allows), are read in 4 KiB chunks and dropped (only a payload short enough to be the probe's
+//! own is kept, to compare), at most `max_topics` topics are kept, other packets are a few bytes
+//! and are refused when longer. A broker that is silent, talks garbage
 //! or closes before its CONNACK gives a [`LinkError`] within the timeout.
 //!
 //! Evidence: the CONNACK, each SUBACK, the topics seen with message counts and sizes (never a
@@ -28,8 +29,6 @@ use tokio::time::Instant;
 use super::LinkError;
 use crate::transcript::{Direction, Transcript};
 
-/// Largest payload accepted as a message (larger ones are counted and skipped).
-pub const MAX_MESSAGE: usize = 1 << 20;
 /// Longest packet other than PUBLISH accepted from the broker (our SUBACKs have one code).
 const MAX_CONTROL: usize = 1024;
 /// Keep-alive announced in CONNECT; a PINGREQ goes out at half of it while listening.
@@ -316,8 +315,19 @@ impl Conn {
 
     /// The next packet, checked; `Deadline` when none completed in time.
     async fn next(&mut self, deadline: Instant) -> Result<Frame, ReadEnd> {
+        self.next_started_by(deadline, deadline).await
+    }
+
+    /// The next packet, whose first byte must come by `start_by` and the rest by `deadline`.
+    /// A packet is never abandoned half read before `deadline` (the stream would lose its
+    /// framing): only the wait for a packet to begin ends at `start_by`.
+    async fn next_started_by(
+        &mut self,
+        start_by: Instant,
+        deadline: Instant,
+    ) -> Result<Frame, ReadEnd> {
         let mut b = [0u8; 1];
-        self.read_exact(&mut b, deadline).await?;
+        self.read_exact(&mut b, start_by.min(deadline)).await?;
         let first = b[0];
         let mut len = 0usize;
         let mut shift = 0;
@@ -624,6 +634,8 @@ async fn subscribe(
 /// use) has that filter, and the filters not tried after it, counted as refused; one that
 /// closes while listening ends the listening. Both are noted in the transcript; the result keeps
 /// what was learnt. A topic covered by no granted subscription is not published to.
+/// `granted` lists the plan's filters; the subscriptions made for the echoes (each publish topic
+/// not among them) are in the transcript, and count for `unverified`.
 pub async fn probe_broker(
     name: &str,
     addr: &str,
@@ -737,8 +749,15 @@ pub async fn probe_broker(
         let end = Instant::now() + plan.listen;
         let ping_every = KEEP_ALIVE / 2;
         loop {
+            // Keep the session alive through a long listen (even while messages pour in).
+            if Instant::now() >= conn.last_sent + ping_every {
+                if let Err(e) = conn.send(&[0xc0, 0x00], Instant::now() + timeout).await {
+                    closed = Some(e.to_string());
+                    break;
+                }
+            }
             let wake = end.min(conn.last_sent + ping_every);
-            match conn.next(wake).await {
+            match conn.next_started_by(wake, end).await {
                 Ok(frame) => match handle(&mut conn, &mut tally, frame).await {
                     Ok(()) => {}
                     Err(e @ (LinkError::Closed(_) | LinkError::Write(_))) => {
@@ -749,11 +768,6 @@ pub async fn probe_broker(
                 },
                 Err(ReadEnd::Deadline) => {
                     if Instant::now() >= end {
-                        break;
-                    }
-                    // Keep the session alive through a long listen.
-                    if let Err(e) = conn.send(&[0xc0, 0x00], Instant::now() + timeout).await {
-                        closed = Some(e.to_string());
                         break;
                     }
                 }

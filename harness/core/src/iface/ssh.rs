@@ -122,17 +122,21 @@ pub enum SshLogin {
 impl std::fmt::Debug for SshLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SshLogin::Accepted(s) => f.debug_tuple("Accepted").field(&s.server).finish(),
-            SshLogin::Refused { methods } => f
-                .debug_struct("Refused")
-                .field("methods", methods)
-                .finish(),
+            SshLogin::Accepted(s) => f.debug_tuple("Accepted").field(&s.inner.server).finish(),
+            SshLogin::Refused { methods } => {
+                f.debug_struct("Refused").field("methods", methods).finish()
+            }
         }
     }
 }
 
 /// An authenticated connection.
 pub struct SshSession {
+    /// Boxed: a session is moved around in enums next to small variants.
+    inner: Box<Inner>,
+}
+
+struct Inner {
     endpoint: String,
     handle: client::Handle<Client>,
     server: SshServerInfo,
@@ -144,8 +148,8 @@ pub struct SshSession {
 impl std::fmt::Debug for SshSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshSession")
-            .field("endpoint", &self.endpoint)
-            .field("server", &self.server)
+            .field("endpoint", &self.inner.endpoint)
+            .field("server", &self.inner.server)
             .finish_non_exhaustive()
     }
 }
@@ -153,12 +157,12 @@ impl std::fmt::Debug for SshSession {
 impl SshSession {
     /// What the server showed at the handshake.
     pub fn server(&self) -> &SshServerInfo {
-        &self.server
+        &self.inner.server
     }
 
     /// True once the connection has ended (the server closed it, or it failed).
     pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
+        self.inner.handle.is_closed()
     }
 
     /// Opens a pty + shell channel as a console (send/expect recipes run on it), the channel
@@ -170,25 +174,26 @@ impl SshSession {
         timeout: Duration,
         transcript: Transcript,
     ) -> Result<Console, LinkError> {
-        let term = if self.opts.terminal.is_empty() {
+        let this = &mut *self.inner;
+        let term = if this.opts.terminal.is_empty() {
             "vt100".to_string()
         } else {
-            self.opts.terminal.clone()
+            this.opts.terminal.clone()
         };
-        let cols = if self.opts.columns == 0 {
+        let cols = if this.opts.columns == 0 {
             80
         } else {
-            self.opts.columns
+            this.opts.columns
         };
-        let rows = if self.opts.rows == 0 {
+        let rows = if this.opts.rows == 0 {
             24
         } else {
-            self.opts.rows
+            this.opts.rows
         };
-        let endpoint = self.endpoint.clone();
+        let endpoint = this.endpoint.clone();
+        let handle = &this.handle;
         let opened = tokio::time::timeout(timeout, async {
-            let mut channel = self
-                .handle
+            let mut channel = handle
                 .channel_open_session()
                 .await
                 .map_err(|e| channel_error(&endpoint, "open a session channel", e))?;
@@ -221,7 +226,7 @@ impl SshSession {
             "{name}: SSH shell opened on {endpoint} (pty {term} {cols}x{rows})"
         ));
         let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
-        tokio::spawn(pump(channel, ours, early, Arc::clone(&self.guard)));
+        tokio::spawn(pump(channel, ours, early, Arc::clone(&this.guard)));
         Ok(Console::from_stream(name, theirs, transcript))
     }
 }
@@ -382,7 +387,11 @@ impl client::Handler for Client {
         seen.kex = names.kex.as_ref().to_string();
         seen.cipher = names.cipher.as_ref().to_string();
         let (c2s, s2c) = (names.client_mac.as_ref(), names.server_mac.as_ref());
-        seen.mac = if c2s == s2c {
+        // An AEAD cipher authenticates the packets itself: the negotiated MAC is not used.
+        let aead = seen.cipher.contains("poly1305") || seen.cipher.contains("gcm");
+        seen.mac = if aead {
+            "implicit (AEAD cipher)".to_string()
+        } else if c2s == s2c {
             c2s.to_string()
         } else {
             format!("{c2s} (client to server), {s2c} (server to client)")
@@ -480,7 +489,10 @@ fn head_text(head: &Mutex<Head>) -> (String, u64) {
 }
 
 fn method_names(methods: &MethodSet) -> Vec<String> {
-    methods.iter().map(|m: &MethodKind| String::from(m)).collect()
+    methods
+        .iter()
+        .map(|m: &MethodKind| String::from(m))
+        .collect()
 }
 
 /// One connection, one authentication attempt: connect to `addr` (host:port), handshake, record
@@ -532,7 +544,8 @@ pub async fn ssh_login(
         ..Default::default()
     });
 
-    let handshake = tokio::time::timeout(timeout, client::connect_stream(config, tap, handler)).await;
+    let handshake =
+        tokio::time::timeout(timeout, client::connect_stream(config, tap, handler)).await;
     let mut handle = match handshake {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
@@ -577,9 +590,9 @@ pub async fn ssh_login(
     transcript.note(format!(
         "{name}: SSH server {addr}: {}; host key {}; kex {}; cipher {}; mac {}",
         if server.banner.is_empty() {
-            "(no identification line seen)"
+            "(no identification line seen)".to_string()
         } else {
-            server.banner.as_str()
+            escape(server.banner.as_bytes())
         },
         server.host_key,
         or_unknown(&server.kex),
@@ -616,11 +629,13 @@ pub async fn ssh_login(
                 method.protocol_name()
             ));
             Ok(SshLogin::Accepted(SshSession {
-                endpoint: addr.to_string(),
-                handle,
-                server,
-                opts: opts.clone(),
-                guard,
+                inner: Box::new(Inner {
+                    endpoint: addr.to_string(),
+                    handle,
+                    server,
+                    opts: opts.clone(),
+                    guard,
+                }),
             }))
         }
         Outcome::Refused(methods) if methods.is_empty() && handle.is_closed() => {
@@ -668,14 +683,12 @@ async fn authenticate(
     transcript: &Transcript,
 ) -> Result<Outcome, russh::Error> {
     match method {
-        SshAuthMethod::Password => {
-            match handle.authenticate_password(user, password).await? {
-                AuthResult::Success => Ok(Outcome::Accepted),
-                AuthResult::Failure {
-                    remaining_methods, ..
-                } => Ok(Outcome::Refused(method_names(&remaining_methods))),
-            }
-        }
+        SshAuthMethod::Password => match handle.authenticate_password(user, password).await? {
+            AuthResult::Success => Ok(Outcome::Accepted),
+            AuthResult::Failure {
+                remaining_methods, ..
+            } => Ok(Outcome::Refused(method_names(&remaining_methods))),
+        },
         SshAuthMethod::KeyboardInteractive => {
             let mut reply = handle
                 .authenticate_keyboard_interactive_start(user, None)
@@ -695,7 +708,7 @@ async fn authenticate(
                             .iter()
                             .map(|p| {
                                 format!(
-                                    "{} ({})",
+                                    "\"{}\" ({})",
                                     escape(p.prompt.as_bytes()),
                                     if p.echo {
                                         "echoed: answered with the user name"
@@ -706,7 +719,7 @@ async fn authenticate(
                             })
                             .collect();
                         transcript.note(format!(
-                            "{name}: SSH keyboard-interactive request {:?} {:?}: prompts {}",
+                            "{name}: SSH keyboard-interactive request (name \"{}\", instructions \"{}\"): prompts {}",
                             escape(title.as_bytes()),
                             escape(instructions.as_bytes()),
                             if shown.is_empty() {
@@ -746,7 +759,9 @@ fn handshake_error(addr: &str, e: russh::Error, first: &str, total: u64) -> Link
         russh::Error::Version => LinkError::Protocol(format!(
             "{addr} is not an SSH server: no valid identification line (received {got})"
         )),
-        russh::Error::Disconnect | russh::Error::IO(_) | russh::Error::RecvError
+        russh::Error::Disconnect
+        | russh::Error::IO(_)
+        | russh::Error::RecvError
         | russh::Error::SendError => LinkError::Closed(format!(
             "the server {addr} closed the connection during the SSH handshake ({e}; received {got})"
         )),

@@ -100,7 +100,8 @@ impl Default for TelnetOptions {
 /// Connects to a telnet server at `addr` (host:port) within `timeout` and returns a console whose
 /// reads carry only the data bytes (IAC sequences answered and removed; IAC IAC -> 0xff) and whose
 /// writes are escaped (0xff -> IAC IAC) as telnet requires. Negotiations are noted into
-/// `transcript` (e.g. "telnet: server WILL ECHO -> DO ECHO").
+/// `transcript` (e.g. "telnet: server WILL ECHO -> DO ECHO", prefixed by the console's name
+/// unless that is "telnet": "console: telnet: server WILL ECHO -> DO ECHO").
 pub async fn open_telnet(
     name: &str,
     addr: &str,
@@ -119,7 +120,7 @@ pub async fn open_telnet(
             detail: e.to_string(),
         })?;
     let _ = stream.set_nodelay(true);
-    transcript.note(format!("{name}: telnet: connected to {addr}"));
+    transcript.note(format!("{}telnet: connected to {addr}", who(name)));
     let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
     let (tcp_r, tcp_w) = stream.into_split();
     let pump = Pump {
@@ -129,6 +130,16 @@ pub async fn open_telnet(
     };
     tokio::spawn(pump.run(tcp_r, tcp_w, ours));
     Ok(Console::from_stream(name, theirs, transcript))
+}
+
+/// What the notes of console `name` start with before "telnet: ": the console's name, unless
+/// the console is called "telnet" (no "telnet: telnet: ...").
+fn who(name: &str) -> String {
+    if name == "telnet" {
+        String::new()
+    } else {
+        format!("{name}: ")
+    }
 }
 
 /// Where an option stands on one side of the connection.
@@ -236,8 +247,8 @@ impl Negotiator {
         out
     }
 
-    /// Counts one answer against [`MAX_REPLIES`]; `None` once the cap is reached (with a note
-    /// the first time).
+    /// Counts one answer against [`MAX_REPLIES`]; once the cap is reached, nothing is sent (a
+    /// note says so the first time).
     fn answer(&mut self, reply: Vec<u8>, note: String) -> Answer {
         if self.replies >= MAX_REPLIES {
             if self.capped {
@@ -563,7 +574,7 @@ impl Pump {
             e = up => e,
         };
         if let End::Failed(why) = end {
-            transcript.note(format!("{name}: telnet: connection closed: {why}"));
+            transcript.note(format!("{}telnet: connection closed: {why}", who(&name)));
         }
         // Everything is dropped here: the socket closes and the console reads end-of-file.
     }
@@ -595,7 +606,7 @@ async fn downstream(
         notes.clear();
         dec.feed(&mut neg, &buf[..n], &mut data, &mut reply, &mut notes);
         for note in &notes {
-            transcript.note(format!("{name}: {note}"));
+            transcript.note(format!("{}{note}", who(name)));
         }
         if !reply.is_empty() && replies.send(std::mem::take(&mut reply)).await.is_err() {
             return End::Quiet;
