@@ -413,3 +413,15 @@ fn banners_are_described_and_recognised() {
     assert_eq!(service_from_banner(b"Password: "), Some("login"));
     assert_eq!(service_from_banner(b"\x00\x01\x02"), None);
 }
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_a_resolve_error() {
+    // `.invalid` never resolves (RFC 6761); a resolver that cannot answer times out instead.
+    let p = plan("no-such-unit.invalid", vec![22], 1, 1);
+    let began = Instant::now();
+    match scan(&p, &Transcript::new()).await {
+        Err(ScanError::Resolve { host, .. }) => assert_eq!(host, "no-such-unit.invalid"),
+        other => panic!("expected a Resolve error, got {other:?}"),
+    }
+    assert!(began.elapsed() <= scan_time_bound(&p) + MARGIN);
+}

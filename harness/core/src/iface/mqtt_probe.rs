@@ -195,7 +195,7 @@ struct Conn {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-    // Lengths are checked by the callers (≤ 65535).
+    // Filters and topics are checked by the callers; an absurd credential is cut at 65535 bytes.
     out.extend_from_slice(&(s.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
     out.extend_from_slice(&s[..s.len().min(usize::from(u16::MAX))]);
 }

@@ -58,6 +58,9 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 const KEEPALIVE_MAX: usize = 3;
 /// How long closing a shell channel may take once its console is gone.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Longest wait for the server to take console input (its flow-control window) before the
+/// pump gives up on the channel.
+const WRITE_STALL: Duration = Duration::from_secs(60);
 
 /// Which SSH authentication method a login step uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,16 +206,21 @@ impl SshSession {
                 .request_pty(true, &term, cols, rows, 0, 0, &[])
                 .await
                 .map_err(|e| channel_error(&endpoint, "request a pty", e))?;
-            confirm(&mut channel, &mut early, "pty").await?;
+            // A server without ptys (some embedded ones) still gets its shell.
+            let pty = match confirm(&mut channel, &mut early, "pty").await {
+                Ok(()) => true,
+                Err(LinkError::Refused(_)) => false,
+                Err(e) => return Err(e),
+            };
             channel
                 .request_shell(true)
                 .await
                 .map_err(|e| channel_error(&endpoint, "request a shell", e))?;
             confirm(&mut channel, &mut early, "shell").await?;
-            Ok::<_, LinkError>((channel, early))
+            Ok::<_, LinkError>((channel, early, pty))
         })
         .await;
-        let (channel, early) = match opened {
+        let (channel, early, pty) = match opened {
             Ok(r) => r?,
             Err(_) => {
                 return Err(LinkError::Timeout {
@@ -222,9 +230,11 @@ impl SshSession {
                 })
             }
         };
-        transcript.note(format!(
-            "{name}: SSH shell opened on {endpoint} (pty {term} {cols}x{rows})"
-        ));
+        transcript.note(if pty {
+            format!("{name}: SSH shell opened on {endpoint} (pty {term} {cols}x{rows})")
+        } else {
+            format!("{name}: SSH shell opened on {endpoint} without a pty (the server refused one)")
+        });
         let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
         tokio::spawn(pump(channel, ours, early, Arc::clone(&this.guard)));
         Ok(Console::from_stream(name, theirs, transcript))
@@ -297,7 +307,11 @@ async fn pump(
             },
             n = rd.read(&mut buf) => match n {
                 Ok(0) | Err(_) => open = false,
-                Ok(n) => open = channel.data(&buf[..n]).await.is_ok(),
+                // A server that takes nothing for so long is gone: stop rather than hold on.
+                Ok(n) => open = matches!(
+                    tokio::time::timeout(WRITE_STALL, channel.data(&buf[..n])).await,
+                    Ok(Ok(()))
+                ),
             },
         }
     }
