@@ -130,7 +130,10 @@ fn sim_fleet_run_finds_every_weakness_and_reports_consistently() {
             msg.contains("port 9527") && msg.contains("SimCam debug shell"),
             "{unit}: {msg}"
         );
-        assert!(!msg.contains("port 2323 ("), "the declared telnet port is not blamed: {msg}");
+        assert!(
+            !msg.contains("port 2323 ("),
+            "the declared telnet port is not blamed: {msg}"
+        );
     }
     // The plug's SSH login is a surface the default sweep covered, with its positive control.
     for unit in ["sim-plug-1", "sim-plug-2"] {

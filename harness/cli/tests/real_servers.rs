@@ -154,7 +154,12 @@ vars = {{ port = "{locked_port}" }}
         dir.path(),
         Duration::from_secs(180),
     );
-    assert_eq!(run.code(), 1, "the open broker fails; stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.code(),
+        1,
+        "the open broker fails; stderr:\n{}",
+        run.stderr
+    );
     let results = results(&out);
     let open = record(&results, "open-broker", "password.broker-requires-auth");
     assert_eq!(open["verdict"], "fail", "{open}");
@@ -167,11 +172,14 @@ vars = {{ port = "{locked_port}" }}
     assert_eq!(locked["verdict"], "pass", "{locked}");
     let msg = locked["message"].as_str().expect("message");
     assert!(
-        msg.contains("anonymous CONNECT refused") && msg.contains("universal default credentials refused"),
+        msg.contains("anonymous CONNECT refused")
+            && msg.contains("universal default credentials refused"),
         "{msg}"
     );
-    let ev = std::fs::read_to_string(out.join("evidence/locked-broker/password.broker-requires-auth.log"))
-        .expect("evidence");
+    let ev = std::fs::read_to_string(
+        out.join("evidence/locked-broker/password.broker-requires-auth.log"),
+    )
+    .expect("evidence");
     assert!(
         !ev.contains("Hz7-unit-broker-Qe4"),
         "the lab's broker password never appears"
@@ -221,7 +229,11 @@ fn has_telnetd(busybox: &Path) -> bool {
     Command::new(busybox)
         .arg("--list")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l == "telnetd"))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == "telnetd")
+        })
         .unwrap_or(false)
 }
 
@@ -313,13 +325,24 @@ vars = {{ port = "{strong_port}" }}
     );
     assert_eq!(run.code(), 1, "stderr:\n{}", run.stderr);
     let results = results(&out);
-    let weak = record(&results, "telnet-weak", "password.universal-default-rejected");
+    let weak = record(
+        &results,
+        "telnet-weak",
+        "password.universal-default-rejected",
+    );
     assert_eq!(weak["verdict"], "fail", "{weak}");
     assert!(
-        weak["message"].as_str().expect("message").contains("admin/admin"),
+        weak["message"]
+            .as_str()
+            .expect("message")
+            .contains("admin/admin"),
         "{weak}"
     );
-    let strong = record(&results, "telnet-strong", "password.universal-default-rejected");
+    let strong = record(
+        &results,
+        "telnet-strong",
+        "password.universal-default-rejected",
+    );
     assert_eq!(strong["verdict"], "pass", "{strong}");
     for unit in ["telnet-weak", "telnet-strong"] {
         let r = record(&results, unit, "password.unit-password-accepted");
@@ -332,5 +355,8 @@ vars = {{ port = "{strong_port}" }}
     .expect("evidence");
     assert!(ev.contains("login: "), "{ev}");
     assert!(!ev.contains("\\xff"), "no IAC byte in the evidence: {ev}");
-    assert!(!ev.contains("Kq8-unique-Zt3"), "the password is redacted: {ev}");
+    assert!(
+        !ev.contains("Kq8-unique-Zt3"),
+        "the password is redacted: {ev}"
+    );
 }

@@ -190,7 +190,14 @@ async fn broker_body(dev: &mut Device) -> Result<Outcome, ActionError> {
                     .seen
                     .iter()
                     .take(8)
-                    .map(|t| format!("{} ({} message{})", t.topic, t.messages, if t.messages == 1 { "" } else { "s" }))
+                    .map(|t| {
+                        format!(
+                            "{} ({} message{})",
+                            t.topic,
+                            t.messages,
+                            if t.messages == 1 { "" } else { "s" }
+                        )
+                    })
                     .collect();
                 what.push(format!(
                     "read {} topic{} through `#` within {:?}: {}{}",

@@ -666,7 +666,9 @@ fn build_broker_declarations(
                 d.at(
                     Some(t.span()),
                     format!("{WHAT}: command topic {:?} has a wildcard", t.get_ref()),
-                    Some("name the topics themselves: the suite publishes one probe message to each"),
+                    Some(
+                        "name the topics themselves: the suite publishes one probe message to each",
+                    ),
                 );
                 return None;
             }
@@ -730,7 +732,11 @@ fn build_network_declarations(
                 return None;
             }
             if list.contains(&0) {
-                d.at(Some(p.span()), format!("{WHAT}: port 0 cannot be scanned"), None);
+                d.at(
+                    Some(p.span()),
+                    format!("{WHAT}: port 0 cannot be scanned"),
+                    None,
+                );
                 return None;
             }
             let mut l = list.clone();

@@ -442,7 +442,11 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
         ("topic", span(&i.topic), power),
         ("relay", i.relay.as_ref().map(|v| v.span()), power),
         ("off_time", span(&i.off_time), power),
-        ("terminal", span(&i.terminal), kind == "telnet" || kind == "ssh"),
+        (
+            "terminal",
+            span(&i.terminal),
+            kind == "telnet" || kind == "ssh",
+        ),
         ("host_key", span(&i.host_key), kind == "ssh"),
     ];
     let mut wrong: Vec<(&str, Range<usize>)> = keys

@@ -184,7 +184,11 @@ pub(crate) fn build_step(
                 "wait" | "call" | "chunks" | "publish" | "get" | "post" | "emulator" | "power"
             ),
         ),
-        ("user", s.user.as_ref().map(|a| a.span()), http || verb == "ssh_auth"),
+        (
+            "user",
+            s.user.as_ref().map(|a| a.span()),
+            http || verb == "ssh_auth",
+        ),
         (
             "password",
             s.password.as_ref().map(|a| a.span()),
@@ -675,11 +679,7 @@ pub(crate) fn build_step(
                 },
             };
             if let (Some(a), None) = (&s.auth, &auth) {
-                d.at(
-                    Some(a.span()),
-                    "`auth` needs `user` and `password`",
-                    None,
-                );
+                d.at(Some(a.span()), "`auth` needs `user` and `password`", None);
                 return None;
             }
             let mut form = Vec::new();

@@ -106,8 +106,7 @@ pub(crate) fn build_unit(
         let host_like = v.parse::<std::net::IpAddr>().is_ok()
             || (!v.is_empty()
                 && v.len() <= 253
-                && v
-                    .chars()
+                && v.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
         if !host_like {
             d.at(

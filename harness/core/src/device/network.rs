@@ -42,7 +42,10 @@ pub struct OwnBroker {
 /// `host` as compared: "localhost" is the loopback address, case does not matter.
 fn same_host(a: &str, b: &str) -> bool {
     let norm = |h: &str| {
-        let h = h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let h = h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         if h == "localhost" {
             "127.0.0.1".to_string()
         } else {
@@ -163,7 +166,11 @@ impl Device {
 
     /// Records how a network exchange outside an action ended (for `test::settle`): an answer,
     /// silence, a closed link; an address nothing listens on makes the unit unreachable.
-    fn observe_network<T>(&mut self, what: &str, r: Result<T, LinkError>) -> Result<T, ActionError> {
+    fn observe_network<T>(
+        &mut self,
+        what: &str,
+        r: Result<T, LinkError>,
+    ) -> Result<T, ActionError> {
         let r = r.map_err(|source| ActionError::Link {
             action: what.to_string(),
             step: "connect".into(),
@@ -171,7 +178,11 @@ impl Device {
         });
         let seen: Result<super::ActionOutcome, ActionError> = match &r {
             Ok(_) => Ok(super::ActionOutcome::default()),
-            Err(ActionError::Link { source, action, step }) => Err(ActionError::Link {
+            Err(ActionError::Link {
+                source,
+                action,
+                step,
+            }) => Err(ActionError::Link {
                 action: action.clone(),
                 step: step.clone(),
                 source: match source {

@@ -870,7 +870,9 @@ impl Device {
         };
         let mut form = Vec::new();
         for (name, value) in req.form {
-            let r = value.render(&ctx.vars).map_err(|e| at.tmpl(e.to_string()))?;
+            let r = value
+                .render(&ctx.vars)
+                .map_err(|e| at.tmpl(e.to_string()))?;
             for s in &r.secrets {
                 self.redactor.add(s);
             }
