@@ -86,6 +86,24 @@ impl Test for NoUndeclaredSurfaces {
             }
         }
         let n = scan.reports.len();
+        // A declared service of this unit listening on every address (QEMU's hostfwd without
+        // an address, say): the machine's own services can no longer be told from the unit's.
+        let own_host_wide: Vec<String> = scan
+            .reports
+            .iter()
+            .filter(|r| r.host_wide && scan.declared.contains_key(&r.port))
+            .map(|r| r.port.to_string())
+            .collect();
+        if !own_host_wide.is_empty() {
+            return Outcome::inconclusive(format!(
+                "declared port{} {} of {} also answer{} on other local addresses: the unit's services listen on every address of this machine, so they cannot be told from the machine's own (ports answering everywhere: {}); bind the unit's services to its own address (e.g. QEMU hostfwd=tcp:{{unit.address}}:PORT-:PORT)",
+                if own_host_wide.len() == 1 { "" } else { "s" },
+                own_host_wide.join(", "),
+                scan.host,
+                if own_host_wide.len() == 1 { "s" } else { "" },
+                host_wide.join(", ")
+            ));
+        }
         if silent == n {
             return Outcome::error(format!(
                 "none of the {n} ports of {} answered (neither accepted nor refused a connection): is the unit at this address and on the lab's network?",
@@ -121,6 +139,18 @@ impl Test for NoUndeclaredSurfaces {
                 undeclared.join(", ")
             ));
             return Outcome::fail(msg);
+        }
+        let loopback = scan
+            .host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+            || scan.host.eq_ignore_ascii_case("localhost");
+        if loopback && declared_open.is_empty() {
+            // On loopback this machine's kernel refuses every closed port, unit or no unit.
+            return Outcome::inconclusive(format!(
+                "no scanned port of {} is open: on a loopback address this machine refuses closed ports whether or not the unit is there, so the scan says nothing about the unit; {tail} (does its emulator bind the unit's services to this address?)",
+                scan.host
+            ));
         }
         Outcome::pass(format!(
             "{n} ports scanned on {}: {}; {tail}",
@@ -180,8 +210,14 @@ async fn broker_body(dev: &mut Device) -> Result<Outcome, ActionError> {
     let probe = dev.probe_own_broker(&broker, None, &plan).await?;
     let mut anonymous_unjudged = None;
     match &probe.connack {
-        Connack::Refused { code, meaning } => {
+        c @ Connack::Refused { code, meaning } if c.refuses_credentials() => {
             facts.push(format!("anonymous CONNECT refused ({code}: {meaning})"));
+        }
+        Connack::Refused { code, meaning } => {
+            return Ok(Outcome::inconclusive(format!(
+                "the broker at {} refused the connection for a reason other than authentication (CONNACK {code}: {meaning}), so who it lets in cannot be judged",
+                broker.address
+            )));
         }
         Connack::Accepted => {
             let mut what = Vec::new();
@@ -249,11 +285,18 @@ async fn broker_body(dev: &mut Device) -> Result<Outcome, ActionError> {
     }
     let nobody = super::wrong_password();
     dev.mark_public(&nobody);
-    if dev
+    let control = dev
         .connect_own_broker(&broker, Some((&nobody, &nobody)))
-        .await?
-        == Connack::Accepted
-    {
+        .await?;
+    if let Connack::Refused { code, meaning } = &control {
+        if !control.refuses_credentials() {
+            return Ok(Outcome::inconclusive(format!(
+                "the broker at {} refused a connection for a reason other than authentication (CONNACK {code}: {meaning}), so its refusals of credentials cannot be judged",
+                broker.address
+            )));
+        }
+    }
+    if control == Connack::Accepted {
         let f = "it accepts any user name and password (a random one the unit cannot know was accepted), so every universal default credential works too".to_string();
         dev.confirm_finding(format!("the unit's own broker: {f}"));
         findings.push(f);
@@ -265,7 +308,19 @@ async fn broker_body(dev: &mut Device) -> Result<Outcome, ActionError> {
     let mut refused = 0usize;
     let mut silent_in_a_row = 0usize;
     let mut unanswered = Vec::new();
-    for (u, p) in list {
+    let started = std::time::Instant::now();
+    let budget = BROKER_INFO.timeout.mul_f64(super::SWEEP_BUDGET);
+    let mut not_tried = None;
+    for (i, (u, p)) in list.iter().enumerate() {
+        if started.elapsed() > budget {
+            not_tried = Some(format!(
+                "the time budget ran out: credentials {} to {} of {} were not tried",
+                i + 1,
+                list.len(),
+                list.len()
+            ));
+            break;
+        }
         match dev.connect_own_broker(&broker, Some((u, p))).await {
             Ok(Connack::Accepted) => {
                 silent_in_a_row = 0;
@@ -275,9 +330,17 @@ async fn broker_body(dev: &mut Device) -> Result<Outcome, ActionError> {
                 ));
                 accepted.push(c);
             }
-            Ok(Connack::Refused { .. }) => {
+            Ok(c @ Connack::Refused { .. }) if c.refuses_credentials() => {
                 silent_in_a_row = 0;
                 refused += 1;
+            }
+            Ok(Connack::Refused { code, meaning }) => {
+                silent_in_a_row = 0;
+                dev.note(format!(
+                    "{u}/{}: refused for another reason than authentication (CONNACK {code}: {meaning})",
+                    shown(p)
+                ));
+                unanswered.push(format!("{u}/{} (CONNACK {code})", shown(p)));
             }
             Err(e) if e.is_device_silence() && silent_in_a_row < 2 => {
                 silent_in_a_row += 1;
@@ -310,9 +373,15 @@ async fn broker_body(dev: &mut Device) -> Result<Outcome, ActionError> {
     if !findings.is_empty() {
         return Ok(Outcome::fail(format!("{at}: {}", findings.join("; "))));
     }
+    if let Some(n) = not_tried {
+        return Ok(Outcome::inconclusive(format!(
+            "{at}: {}; but {n}",
+            facts.join("; ")
+        )));
+    }
     if !unanswered.is_empty() {
         return Ok(Outcome::inconclusive(format!(
-            "{at}: {}; but {} credential{} got no answer: {}",
+            "{at}: {}; but {} credential{} got no answer on authentication: {}",
             facts.join("; "),
             unanswered.len(),
             if unanswered.len() == 1 { "" } else { "s" },

@@ -765,10 +765,36 @@ fn build_network_declarations(
             return None;
         }
     }
+    // The whole scan must fit well inside its test's time limit (120 s).
+    let rounds = ports.len().div_ceil(crate::iface::scan::MAX_PARALLEL) as u32;
+    let bound = (connect_timeout + banner_timeout * 2) * rounds;
+    if bound > std::time::Duration::from_secs(100) {
+        d.at(
+            Some(n.span()),
+            format!("{WHAT}: {} ports with these timeouts may take {bound:?}, more than the 100 s a scan may use", ports.len()),
+            Some("scan fewer ports or shorten `connect_timeout`/`banner_timeout`"),
+        );
+        return None;
+    }
+    let mut services = Vec::new();
+    for s in &r.services {
+        let p = *s.get_ref();
+        if p == 0 {
+            d.at(
+                Some(s.span()),
+                format!("{WHAT}: port 0 is no service"),
+                None,
+            );
+            return None;
+        }
+        if !services.contains(&p) {
+            services.push(p);
+        }
+    }
     Some(super::NetworkDeclarations {
         address,
         ports,
-        services: r.services.iter().map(|s| *s.get_ref()).collect(),
+        services,
         connect_timeout,
         banner_timeout,
     })

@@ -721,11 +721,31 @@ address = "192.0.2.7"
             ),
             (
                 "[[unit]]\nname = \"u\"\naddress = \"10.0.0.1:80\"\n",
-                "is not an IP address or host name",
+                "is not one unit's IP address or host name",
             ),
             (
                 "[declarations.network]\n\n[[unit]]\nname = \"u\"\n",
                 "has no `address`, which the model's templates use as {unit.address}",
+            ),
+            (
+                "[[unit]]\nname = \"u\"\naddress = \"10.0.0.1-20\"\n",
+                "is not one unit's IP address or host name",
+            ),
+            (
+                "[[unit]]\nname = \"u\"\naddress = \"0.0.0.0\"\n",
+                "is not one unit's IP address or host name",
+            ),
+            (
+                "[[unit]]\nname = \"u\"\nvars = { address = \"10.0.0.1\" }\n",
+                "`vars` may not define \"address\"",
+            ),
+            (
+                "[declarations.network]\naddress = \"10.0.0.1\"\nservices = [0]\n",
+                "port 0 is no service",
+            ),
+            (
+                "[declarations.network]\naddress = \"10.0.0.1\"\nports = [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]\nconnect_timeout = \"30s\"\nbanner_timeout = \"30s\"\n",
+                "more than the 100 s a scan may use",
             ),
         ];
         for (i, (tail, want)) in cases.iter().enumerate() {

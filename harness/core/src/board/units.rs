@@ -101,17 +101,46 @@ pub(crate) fn build_unit(
             }
         }
     }
+    for fixed in ["name", "serial", "mac", "firmware", "address"] {
+        if u.vars.contains_key(fixed) {
+            d.at(
+                Some(span.clone()),
+                format!("unit {name:?}: `vars` may not define {fixed:?}: it would hide the unit's own {{unit.{fixed}}}"),
+                Some(if fixed == "address" {
+                    "write it as the unit's `address` key instead"
+                } else {
+                    "use the unit's own key, or another variable name"
+                }),
+            );
+        }
+    }
     if let Some(a) = &u.address {
         let v = a.get_ref();
-        let host_like = v.parse::<std::net::IpAddr>().is_ok()
-            || (!v.is_empty()
-                && v.len() <= 253
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        let host_like = match v.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                !ip.is_unspecified()
+                    && !ip.is_multicast()
+                    && ip != std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+            }
+            // A host name: labels of letters, digits and '-', not a range of numbers.
+            Err(_) => {
+                !v.is_empty()
+                    && v.len() <= 253
+                    && v.split('.').all(|l| {
+                        !l.is_empty()
+                            && !l.starts_with('-')
+                            && !l.ends_with('-')
+                            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    })
+                    && !v
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+            }
+        };
         if !host_like {
             d.at(
                 Some(a.span()),
-                format!("unit {name:?}: address {v:?} is not an IP address or host name"),
+                format!("unit {name:?}: address {v:?} is not one unit's IP address or host name"),
                 Some("give the unit's own address on the lab's device network, e.g. address = \"192.168.50.23\" (no port, no range)"),
             );
         }

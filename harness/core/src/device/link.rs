@@ -35,11 +35,11 @@ pub(super) enum Link {
 }
 
 /// An SSH interface: the session of the last accepted `ssh_auth` step and its shell, which
-/// `send`/`expect` steps on the interface use. Empty until a login is accepted.
+/// `send`/`expect` steps on the interface use (opened at the first of them, so a login that is
+/// accepted stays accepted even where the account gets no shell). Empty until a login is
+/// accepted; dropped when a test begins.
 #[derive(Default)]
 pub(super) struct SshPort {
-    /// Held, not used: the connection lives as long as its shell is the console.
-    #[allow(dead_code)]
     pub(super) session: Option<crate::iface::ssh::SshSession>,
     pub(super) console: Option<Console>,
 }
@@ -62,7 +62,10 @@ impl Link {
             // Locked: in use by an RTT pump, so not known closed.
             Link::Debug(d) => d.shared.try_lock().is_ok_and(|g| g.is_closed()),
             Link::Power(p) => p.is_closed(),
-            Link::Ssh(p) => p.console.as_ref().is_some_and(Console::is_closed),
+            Link::Ssh(p) => {
+                p.console.as_ref().is_some_and(Console::is_closed)
+                    || p.session.as_ref().is_some_and(|s| s.is_closed())
+            }
         }
     }
 

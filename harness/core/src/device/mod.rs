@@ -150,6 +150,13 @@ pub struct Device {
     /// Console expects answered so far (see `run_action_with_data`: a link found closed
     /// before any answer of an action is reconnected and the action started over).
     console_answers: u64,
+    /// Endpoints connected once per attempt (SSH logins, the own broker) that answered at least
+    /// once: a connection refused there later is the unit turning us away (a lockout, a
+    /// connection limit), not an unreachable unit.
+    reached: std::collections::BTreeSet<String>,
+    /// Set by a step that sends a request once per attempt (HTTP, an SSH login) when it fails:
+    /// the action is not started over, which would send the credential twice.
+    no_retry: bool,
     /// The unit's emulator, for `emulator` steps and the console it connected at start.
     emulator: Option<crate::emulator::EmulatorHandle>,
 }
@@ -224,6 +231,8 @@ impl Device {
             liveness: crate::test::Liveness::NoExchange,
             unreachable: None,
             console_answers: 0,
+            reached: std::collections::BTreeSet::new(),
+            no_retry: false,
         }
     }
 
@@ -417,6 +426,9 @@ impl Device {
         self.findings.clear();
         self.liveness = crate::test::Liveness::NoExchange;
         self.transcript = Transcript::new();
+        // An SSH session belongs to the test that logged in: no later test runs in the shell
+        // of whatever login was accepted last (a universal default's, say).
+        self.links.retain(|_, l| !matches!(l, Link::Ssh(_)));
         for l in self.links.values_mut() {
             l.begin(&self.transcript);
         }
@@ -598,6 +610,7 @@ impl Device {
             }
         }
         let answered = self.console_answers;
+        self.no_retry = false;
         let mut r = self
             .run_inner(name, args.clone(), data.clone(), &mut out, 0)
             .await
@@ -607,7 +620,7 @@ impl Device {
             ..
         }) = &r
         {
-            if self.console_answers == answered {
+            if self.console_answers == answered && !self.no_retry {
                 // No expect was answered before the link closed: the device had ended the session
                 // before this action began (a logout, a login program that exits after three
                 // failures). Connect again and start the action over, once.

@@ -55,6 +55,24 @@ fn same_host(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
+/// The addresses of `host` (itself when it is an IP address; none when a name does not
+/// resolve within 2 s).
+async fn host_addresses(host: &str) -> Vec<std::net::IpAddr> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return vec![ip];
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::lookup_host((bare, 0u16)),
+    )
+    .await
+    {
+        Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Host and port of a URL (the scheme's default port when it names none).
 fn url_host_port(url: &str) -> Option<(String, u16)> {
     let u = reqwest::Url::parse(url).ok()?;
@@ -68,6 +86,19 @@ impl Device {
             step: "render".into(),
             message,
         }
+    }
+
+    /// `t` rendered with the unit's variables, and a placeholder for each variable only an
+    /// action knows (a parameter, a capture): enough for the host and port of an address or
+    /// URL whose query carries `{user}`, say.
+    fn render_partly(&self, t: &crate::template::Template) -> Option<String> {
+        let mut vars = self.globals.clone();
+        for v in t.vars() {
+            if !vars.contains_key(v) {
+                vars.insert(v.to_string(), crate::secret::SecretValue::plain("0"));
+            }
+        }
+        t.render(&vars).ok().map(|r| r.text)
     }
 
     /// The rendered `host:port` of interface `iface`, if it has one.
@@ -91,7 +122,7 @@ impl Device {
             },
             _ => return None,
         };
-        let addr = self.render(t).ok()?;
+        let addr = self.render_partly(t)?;
         split_address(&addr).ok()
     }
 
@@ -107,7 +138,7 @@ impl Device {
             for s in top.walk() {
                 match s {
                     Step::Http { url, .. } => {
-                        if let Some(hp) = self.render(url).ok().and_then(|u| url_host_port(&u)) {
+                        if let Some(hp) = self.render_partly(url).and_then(|u| url_host_port(&u)) {
                             out.push(hp);
                         }
                     }
@@ -171,6 +202,7 @@ impl Device {
         what: &str,
         r: Result<T, LinkError>,
     ) -> Result<T, ActionError> {
+        let r = self.after_reached(what, r);
         let r = r.map_err(|source| ActionError::Link {
             action: what.to_string(),
             step: "connect".into(),
@@ -206,6 +238,29 @@ impl Device {
         };
         self.observe(&seen);
         r
+    }
+
+    /// A connection made once per attempt to `endpoint`: once it answered, a later failure to
+    /// connect is the unit turning us away (a lockout, a connection limit): a closed link, not an
+    /// unreachable unit.
+    pub(super) fn after_reached<T>(
+        &mut self,
+        endpoint: &str,
+        r: Result<T, LinkError>,
+    ) -> Result<T, LinkError> {
+        match r {
+            Ok(v) => {
+                self.reached.insert(endpoint.to_string());
+                Ok(v)
+            }
+            Err(LinkError::Open {
+                endpoint: e,
+                detail,
+            }) if self.reached.contains(endpoint) => Err(LinkError::Closed(format!(
+                "{e} no longer accepts connections ({detail}), after answering earlier ones"
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Probes the unit's own broker as `creds` (`None`: anonymous) with `plan`; the exchange
@@ -267,56 +322,74 @@ impl Device {
         let host = self
             .render(&n.address)
             .map_err(|e| self.declared_error(WHAT, e.to_string()))?;
-        // What the board declares on this host, and which login actions reach it.
+        // What the board declares on this host, and which login actions reach it: every
+        // endpoint first (name, port, who declares it, the login action if one), then those
+        // whose host is the scanned one, by name or by address.
+        let mut endpoints: Vec<(String, u16, String, Option<String>)> = Vec::new();
+        for name in self.model.interfaces.keys() {
+            if let Some((h, p)) = self.interface_endpoint(name) {
+                endpoints.push((h, p, format!("interface {name}"), None));
+            }
+        }
+        for name in self.model.actions.keys() {
+            let login = (name == "login" || name.starts_with("login_")).then(|| name.clone());
+            for (h, p) in self.action_endpoints(name) {
+                endpoints.push((h, p, format!("action {name}"), login.clone()));
+            }
+        }
+        if let Some(b) = self.own_broker()? {
+            if let Ok((h, p)) = split_address(&b.address) {
+                endpoints.push((
+                    h,
+                    p,
+                    "[declarations.broker]".into(),
+                    Some("the own-broker test".into()),
+                ));
+            }
+        }
+        if let Some(dd) = &self.model.declarations.disclosure {
+            for t in dd.templates() {
+                if let Some((h, p)) = self.render_partly(t).and_then(|u| url_host_port(&u)) {
+                    endpoints.push((h, p, "[declarations.disclosure]".into(), None));
+                }
+            }
+        }
+        let scanned = host_addresses(&host).await;
+        let mut known: BTreeMap<String, bool> = BTreeMap::new();
         let mut declared: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        let mut logins: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        for (h, p, by, login) in endpoints {
+            let here = match known.get(&h) {
+                Some(v) => *v,
+                None => {
+                    let v = same_host(&h, &host) || {
+                        let ips = host_addresses(&h).await;
+                        ips.iter().any(|ip| scanned.contains(ip))
+                    };
+                    known.insert(h.clone(), v);
+                    v
+                }
+            };
+            if !here {
+                continue;
+            }
+            let e = declared.entry(p).or_default();
+            if !e.contains(&by) {
+                e.push(by);
+            }
+            if let Some(l) = login {
+                let e = logins.entry(p).or_default();
+                if !e.contains(&l) {
+                    e.push(l);
+                }
+            }
+        }
         let mut add = |port: u16, by: String| {
             let e = declared.entry(port).or_default();
             if !e.contains(&by) {
                 e.push(by);
             }
         };
-        for name in self.model.interfaces.keys() {
-            if let Some((h, p)) = self.interface_endpoint(name) {
-                if same_host(&h, &host) {
-                    add(p, format!("interface {name}"));
-                }
-            }
-        }
-        let mut logins: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-        for name in self.model.actions.keys() {
-            for (h, p) in self.action_endpoints(name) {
-                if !same_host(&h, &host) {
-                    continue;
-                }
-                add(p, format!("action {name}"));
-                if name == "login" || name.starts_with("login_") {
-                    let l = logins.entry(p).or_default();
-                    if !l.contains(name) {
-                        l.push(name.clone());
-                    }
-                }
-            }
-        }
-        if let Some(b) = self.own_broker()? {
-            if let Ok((h, p)) = split_address(&b.address) {
-                if same_host(&h, &host) {
-                    add(p, "[declarations.broker]".into());
-                    logins
-                        .entry(p)
-                        .or_default()
-                        .push("the own-broker test".into());
-                }
-            }
-        }
-        if let Some(dd) = &self.model.declarations.disclosure {
-            for t in dd.templates() {
-                if let Some((h, p)) = self.render(t).ok().and_then(|u| url_host_port(&u)) {
-                    if same_host(&h, &host) {
-                        add(p, "[declarations.disclosure]".into());
-                    }
-                }
-            }
-        }
         for p in &n.services {
             add(*p, "[declarations.network] services".into());
         }

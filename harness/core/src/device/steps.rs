@@ -416,13 +416,28 @@ impl Device {
         on: &str,
         timeout: Duration,
     ) -> Result<&mut Console, ActionError> {
+        let transcript = self.transcript.clone();
         match self.link(on, timeout).await.map_err(|e| at.link(e))? {
             Link::Console(c) => Ok(c),
-            Link::Ssh(p) => p.console.as_mut().ok_or_else(|| {
-                at.link(LinkError::Closed(format!(
-                    "no SSH session on {on:?}: an `ssh_auth` step must log in first"
-                )))
-            }),
+            Link::Ssh(p) => {
+                if p.console.is_none() {
+                    let Some(session) = p.session.as_mut() else {
+                        return Err(at.link(LinkError::Closed(format!(
+                            "no SSH session on {on:?}: an `ssh_auth` step of this test must log in first"
+                        ))));
+                    };
+                    let shell = session
+                        .open_shell(on, timeout, transcript)
+                        .await
+                        .map_err(|e| at.link(e))?;
+                    p.console = Some(shell);
+                }
+                p.console.as_mut().ok_or_else(|| {
+                    at.link(LinkError::Closed(format!(
+                        "the SSH shell of {on:?} is gone"
+                    )))
+                })
+            }
             _ => Err(at.tmpl(format!("interface {on:?} is not a console"))),
         }
     }
@@ -852,8 +867,11 @@ impl Device {
         let url = req
             .url
             .render(&ctx.vars)
-            .map_err(|e| at.tmpl(e.to_string()))?
-            .text;
+            .map_err(|e| at.tmpl(e.to_string()))?;
+        for s in &url.secrets {
+            self.redactor.add(s);
+        }
+        let url = url.text;
         let creds = match req.auth {
             Some((u, p)) => {
                 let u = u
@@ -897,19 +915,19 @@ impl Device {
             }),
             form: &form,
         };
-        let x = client
-            .request(&request, &self.transcript, on)
-            .await
-            .map_err(|e| {
-                at.link(match e {
-                    crate::iface::http::HttpError::Timeout { url, waited } => LinkError::Timeout {
-                        pattern: format!("an answer from {url}"),
-                        waited,
-                        tail: String::new(),
-                    },
-                    other => LinkError::Closed(other.to_string()),
-                })
-            })?;
+        let x = client.request(&request, &self.transcript, on).await;
+        // One request, one attempt: a failed one is not sent again by starting the action over.
+        self.no_retry |= x.is_err();
+        let x = x.map_err(|e| {
+            at.link(match e {
+                crate::iface::http::HttpError::Timeout { url, waited } => LinkError::Timeout {
+                    pattern: format!("an answer from {url}"),
+                    waited,
+                    tail: String::new(),
+                },
+                other => LinkError::Closed(other.to_string()),
+            })
+        })?;
         self.console_answers += 1;
         let mut text = format!("HTTP {}\n", x.status).into_bytes();
         for (status, to) in &x.redirects {
@@ -1004,8 +1022,12 @@ impl Device {
             timeout,
             &self.transcript,
         )
-        .await
-        .map_err(|e| at.link(e))?;
+        .await;
+        let login = self.after_reached(&format!("ssh {addr}"), login);
+        // One connection, one attempt: a failed one is not made again by starting the action
+        // over (the server's count of attempts and the timing would be off).
+        self.no_retry |= login.is_err();
+        let login = login.map_err(|e| at.link(e))?;
         self.console_answers += 1;
         match login {
             SshLogin::Refused { methods } => {
@@ -1019,16 +1041,13 @@ impl Device {
                 ));
                 Ok(())
             }
-            SshLogin::Accepted(mut session) => {
-                let console = session
-                    .open_shell(on, timeout, self.transcript.clone())
-                    .await
-                    .map_err(|e| at.link(e))?;
+            SshLogin::Accepted(session) => {
+                // The shell is opened by the first `send`/`expect` on the interface.
                 self.links.insert(
                     on.to_string(),
                     Link::Ssh(super::link::SshPort {
                         session: Some(session),
-                        console: Some(console),
+                        console: None,
                     }),
                 );
                 Ok(())

@@ -127,7 +127,9 @@ pub async fn start_unit(
             Err(EmulatorError::Exited { tail, .. })
                 if attempt < 3
                     && (!e.ports.is_empty() || pick_address)
-                    && tail.contains("in use") => {}
+                    && (tail.contains("in use")
+                        // QEMU's -netdev hostfwd on a taken address:port
+                        || tail.contains("could not set up host forwarding rule")) => {}
             Err(err) => return Err((probe, err)),
         }
     };
@@ -141,29 +143,32 @@ pub async fn start_unit(
     })
 }
 
-/// A loopback address for one emulated unit: 127.A.B.C, never the same twice in a process, and
-/// with A.B drawn at random per process so that concurrent runs rarely meet (a start that finds
-/// a port on it taken is retried with another). Linux routes all of 127/8 to the loopback
-/// interface, so a unit's services bound there are reachable, and a port scan of the address
-/// sees only that unit's (plus services bound to every address, which the scan tells apart).
+/// A loopback address for one emulated unit: 127.A.B.C drawn at random for each unit (A in
+/// 32..=223, C in 1..=254: clear of 127.0.x.x and of the control addresses scans use), never
+/// the same twice in a process; two runs at once meet with a chance of about one in 12 million
+/// per pair of units, and a start that then finds a port taken is retried with another address.
+/// Linux routes all of 127/8 to the loopback interface, so a unit's services bound there are
+/// reachable, and a port scan of the address sees only that unit's (plus services bound to
+/// every address, which the scan tells apart).
 pub fn allocate_loopback_address() -> std::net::Ipv4Addr {
     use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::OnceLock;
-    static BASE: OnceLock<u16> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = *BASE.get_or_init(|| {
+    use std::sync::{Mutex, OnceLock};
+    static USED: OnceLock<Mutex<std::collections::HashSet<std::net::Ipv4Addr>>> = OnceLock::new();
+    let used = USED.get_or_init(Default::default);
+    let mut used = used.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        // RandomState is seeded randomly per instance: a fresh one per draw.
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        (h.finish() & 0xffff) as u16
-    });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    // Second octet 32..=223 (clear of 127.0.x.x and of the control address scans use),
-    // third from the random base plus the overflow of the fourth, fourth 1..=254.
-    let second = 32 + ((base >> 8) as u32 + n / (254 * 256)) % 192;
-    let third = ((base & 0xff) as u32 + n / 254) % 256;
-    let fourth = 1 + n % 254;
-    std::net::Ipv4Addr::new(127, second as u8, third as u8, fourth as u8)
+        h.write_usize(used.len());
+        let r = h.finish();
+        let a = 32 + (r % 192) as u8;
+        let b = ((r >> 8) & 0xff) as u8;
+        let c = 1 + ((r >> 16) % 254) as u8;
+        let ip = std::net::Ipv4Addr::new(127, a, b, c);
+        if used.insert(ip) {
+            return ip;
+        }
+    }
 }
 
 /// One free loopback TCP port per name.

@@ -437,6 +437,28 @@ fn cookies_set(headers: &reqwest::header::HeaderMap) -> String {
     }
 }
 
+/// What a 401 asks for, for messages: its `WWW-Authenticate` headers, shortened.
+fn resp_auth_header(headers: &[(String, String)]) -> String {
+    let asked: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if asked.is_empty() {
+        return "no WWW-Authenticate scheme".into();
+    }
+    let mut text = asked.join(", ");
+    if text.len() > 120 {
+        let mut cut = 120;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
 /// The first digest challenge of a 401 that can be answered (RFC 7616: the server lists its
 /// challenges in order of preference).
 fn digest_challenge(
@@ -580,6 +602,9 @@ impl HttpClient {
         // The `Authorization` answering a digest challenge, for the next request.
         let mut digest_answer: Option<String> = None;
         let mut digest_answered = false;
+        // Whether the credentials went out on some request (basic sent, a digest answered): a
+        // 401 before they did is the server asking for something else, not a refusal of them.
+        let mut presented = false;
         let timeout_err = |url: &reqwest::Url| HttpError::Timeout {
             url: url.to_string(),
             waited: self.timeout,
@@ -614,11 +639,13 @@ impl HttpClient {
                 Some(a) if a.scheme == HttpAuthScheme::Basic && same_origin => {
                     rb = rb.basic_auth(a.user, Some(a.password));
                     label = " (basic auth)";
+                    presented = true;
                 }
                 Some(a) if a.scheme == HttpAuthScheme::Digest => {
                     if let Some(answer) = digest_answer.take() {
                         rb = rb.header(reqwest::header::AUTHORIZATION, answer);
                         label = " (digest auth)";
+                        presented = true;
                     } else if same_origin && !digest_answered {
                         label = " (digest auth, awaiting the challenge)";
                     }
@@ -731,9 +758,22 @@ impl HttpClient {
                             chain: seen.join(" -> "),
                         });
                     }
-                    // A browser turns a POST into a GET on these; 307 and 308 repeat it.
+                    // A browser turns a POST into a GET on these; 307 and 308 repeat it, but
+                    // never with a secret to another origin.
                     if matches!(status, 301..=303) {
                         method = HttpMethod::Get;
+                    } else if method == HttpMethod::Post
+                        && next.origin() != start.origin()
+                        && req.form.iter().any(|f| f.secret)
+                    {
+                        let err = HttpError::Request {
+                            url: current.to_string(),
+                            detail: format!(
+                                "HTTP {status} asks to repeat the form with its secret fields at another origin ({next}); not sent"
+                            ),
+                        };
+                        transcript.note(format!("{iface}: {err}"));
+                        return Err(err);
                     }
                     current = next;
                     continue;
@@ -787,6 +827,19 @@ impl HttpClient {
             shown.extend_from_slice(&shown_body(&body));
             shown.push(b'\n');
             transcript.record(Direction::Rx, iface, &shown);
+            if status == 401 && req.auth.is_some() && !presented {
+                // The credentials never went out (another scheme asked for, a challenge that
+                // cannot be answered, another origin): the 401 says nothing about them.
+                let asked = resp_auth_header(&headers);
+                let err = HttpError::Request {
+                    url: current.to_string(),
+                    detail: format!(
+                        "HTTP 401 before the credentials could be presented (the server asks for {asked}): not an answer to them"
+                    ),
+                };
+                transcript.note(format!("{iface}: {err}"));
+                return Err(err);
+            }
             return Ok(HttpExchange {
                 method,
                 url: url.to_string(),

@@ -52,6 +52,15 @@ pub struct ProbePlan {
     pub max_topics: usize,
 }
 
+impl Connack {
+    /// A refusal of the client's credentials or of anonymous access (3.1.1 codes 4 "bad user
+    /// name or password" and 5 "not authorized"); codes 1-3 refuse for other reasons (protocol
+    /// version, client id, server unavailable) and say nothing about authentication.
+    pub fn refuses_credentials(&self) -> bool {
+        matches!(self, Connack::Refused { code: 4 | 5, .. })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connack {
     Accepted,
@@ -422,7 +431,9 @@ impl Conn {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Connack, LinkError> {
-        let client_id = format!("hilsec-probe-{:016x}", random_u64());
+        // At most 23 bytes: all MQTT 3.1.1 brokers must accept that (longer ids may be refused
+        // with code 2, which would read as a refusal of the credential).
+        let client_id = format!("hilsec-{:016x}", random_u64());
         let mut body = Vec::with_capacity(64);
         put_str(&mut body, b"MQTT");
         body.push(4);
@@ -623,7 +634,7 @@ async fn subscribe(
 }
 
 /// Connects to the broker at `addr` (host:port, plain TCP, MQTT 3.1.1, clean session, a random
-/// client id "hilsec-probe-<hex>"), as `creds` (None: anonymous, no user name), and when
+/// client id "hilsec-<16 hex digits>", 23 bytes), as `creds` (None: anonymous, no user name), and when
 /// accepted runs `plan`. Records into `transcript`: the CONNACK, each SUBACK, the topics seen
 /// with message counts and sizes (NOT payloads), the probe publishes and whether they came back.
 /// Never records a password. Bounded: `timeout` for connect/CONNACK and each SUBACK, `listen`
