@@ -82,10 +82,16 @@ fn each_build_of_the_reference_firmware_gets_the_verdicts_of_its_weakness() {
     let mut wrong = Vec::new();
     for unit in units {
         let mine: Vec<&serde_json::Value> = records.iter().filter(|r| r["board"] == unit).collect();
-        assert_eq!(mine.len(), 18, "{unit}: every test of both suites ran");
+        assert_eq!(mine.len(), 20, "{unit}: every test of both suites ran");
         for r in mine {
             let test = r["test"].as_str().expect("test id");
-            let want = if expected_failures(unit).contains(&test) {
+            // The reference firmware has no network: no address to scan, no broker.
+            let want = if matches!(
+                test,
+                "password.no-undeclared-surfaces" | "password.broker-requires-auth"
+            ) {
+                "not_applicable"
+            } else if expected_failures(unit).contains(&test) {
                 "fail"
             } else {
                 "pass"

@@ -164,9 +164,37 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// A secret split over two consecutive pieces of text (a device's echo that arrived in two
+    /// reads): how many bytes at the end of `a` and at the start of `b` together spell a
+    /// secret, if any do. Each piece alone may be too short to be recognised.
+    pub fn split_across(&self, a: &str, b: &str) -> Option<(usize, usize)> {
+        for s in &self.secrets {
+            for (k, _) in s.char_indices().skip(1) {
+                let (head, tail) = s.split_at(k);
+                if a.ends_with(head) && b.starts_with(tail) {
+                    return Some((head.len(), tail.len()));
+                }
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_split_over_two_reads_is_found() {
+        let mut r = Redactor::default();
+        r.add("Qx7-lab-Passw0rd");
+        assert_eq!(
+            r.split_across("Password: Q", "x7-lab-Passw0rd\\r\\n"),
+            Some((1, 15))
+        );
+        assert_eq!(r.split_across("login: ", "admin"), None);
+    }
 
     #[test]
     fn debug_hides_secret() {

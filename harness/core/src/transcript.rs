@@ -372,17 +372,38 @@ impl Transcript {
             let (entries, data, problem) = t.all_entries();
             let mut order: Vec<usize> = (0..entries.len()).collect();
             order.sort_by(|&a, &b| entries[a].0.at_ms.total_cmp(&entries[b].0.at_ms));
-            for i in order {
-                let (e, range) = &entries[i];
-                let bytes = data.get(range.clone()).unwrap_or_default();
+            let mut rows: Vec<(&Entry, String)> = order
+                .iter()
+                .map(|&i| {
+                    let (e, range) = &entries[i];
+                    let bytes = data.get(range.clone()).unwrap_or_default();
+                    let body = match e.dir {
+                        Direction::Note => String::from_utf8_lossy(bytes).into_owned(),
+                        _ => escape(bytes),
+                    };
+                    (e, body)
+                })
+                .collect();
+            // A secret a device echoed back in two reads: each piece alone may be too short
+            // to be recognised, so consecutive pieces of one link are looked at together.
+            for i in 1..rows.len() {
+                let (prev, cur) = (rows[i - 1].0, rows[i].0);
+                if prev.dir == Direction::Note || prev.dir != cur.dir || prev.iface != cur.iface {
+                    continue;
+                }
+                if let Some((a, b)) = redactor.split_across(&rows[i - 1].1, &rows[i].1) {
+                    let p = &mut rows[i - 1].1;
+                    p.truncate(p.len() - a);
+                    p.push_str(crate::secret::REDACTED);
+                    let c = &mut rows[i].1;
+                    c.replace_range(..b, crate::secret::REDACTED);
+                }
+            }
+            for (e, body) in rows {
                 let arrow = match e.dir {
                     Direction::Tx => "->",
                     Direction::Rx => "<-",
                     Direction::Note => "##",
-                };
-                let body = match e.dir {
-                    Direction::Note => String::from_utf8_lossy(bytes).into_owned(),
-                    _ => escape(bytes),
                 };
                 let iface = t.ifaces.get(usize::from(e.iface)).map_or("", |n| &**n);
                 let _ = writeln!(

@@ -196,6 +196,8 @@ async fn a_scan_finds_undeclared_services_and_their_banners() {
 
     let (banner, _) = open(&get(closing).state);
     assert!(banner.is_empty());
+    assert!(get(closing).closed_at_once, "said nothing and closed");
+    assert!(!get(ssh).closed_at_once && !get(silent).closed_at_once);
 
     let (banner, service) = open(&get(telnet).state);
     assert_eq!(service, Some("telnet"));

@@ -53,6 +53,7 @@ impl Test for NoUndeclaredSurfaces {
             Err(e) => return Outcome::error(format!("the scan could not be made: {e}")),
         };
         let mut undeclared = Vec::new();
+        let mut wordless = Vec::new();
         let mut declared_open = Vec::new();
         let mut host_wide = Vec::new();
         let (mut closed, mut silent) = (0usize, 0usize);
@@ -69,6 +70,7 @@ impl Test for NoUndeclaredSurfaces {
                         (None, false) => format!("banner \"{}\"", describe_banner(banner)),
                     };
                     match scan.declared.get(&r.port) {
+                        None if r.closed_at_once => wordless.push(r.port.to_string()),
                         None => undeclared.push(format!("port {} ({what})", r.port)),
                         Some(by) => {
                             let tried = match scan.logins.get(&r.port) {
@@ -139,6 +141,19 @@ impl Test for NoUndeclaredSurfaces {
                 undeclared.join(", ")
             ));
             return Outcome::fail(msg);
+        }
+        if !wordless.is_empty() {
+            return Outcome::inconclusive(format!(
+                "on {}, undeclared port{} {} accepted a connection and closed it at once without a word: a port forwarder with nothing behind it (QEMU's hostfwd to a guest port nobody serves) or a service turning this client away, not evidence of a login service by itself; check by hand or forward only served ports{}; {tail}",
+                scan.host,
+                if wordless.len() == 1 { "" } else { "s" },
+                wordless.join(", "),
+                if declared_open.is_empty() {
+                    String::new()
+                } else {
+                    format!("; declared and open: {}", declared_open.join(", "))
+                }
+            ));
         }
         let loopback = scan
             .host

@@ -394,7 +394,9 @@ impl Device {
                     scheme: *scheme,
                     form,
                 };
-                self.step_http(&at, ctx, out, on, req, outcomes).await
+                // Boxed: the request's future is large, and this function's future is part
+                // of every nested `call`'s.
+                Box::pin(self.step_http(&at, ctx, out, on, req, outcomes)).await
             }
             Step::SshAuth {
                 on,
@@ -403,7 +405,8 @@ impl Device {
                 password,
                 timeout,
             } => {
-                self.step_ssh_auth(&at, ctx, out, on, *method, (user, password), *timeout)
+                // Boxed: an SSH handshake's future is large (see `step_http`).
+                Box::pin(self.step_ssh_auth(&at, ctx, out, on, *method, (user, password), *timeout))
                     .await
             }
         }
@@ -426,8 +429,7 @@ impl Device {
                             "no SSH session on {on:?}: an `ssh_auth` step of this test must log in first"
                         ))));
                     };
-                    let shell = session
-                        .open_shell(on, timeout, transcript)
+                    let shell = Box::pin(session.open_shell(on, timeout, transcript))
                         .await
                         .map_err(|e| at.link(e))?;
                     p.console = Some(shell);

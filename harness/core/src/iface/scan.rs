@@ -100,6 +100,10 @@ pub struct PortReport {
     /// unit uses (a listener bound to every local address, i.e. the host's own service, not
     /// the unit's). Always false for other hosts.
     pub host_wide: bool,
+    /// Open, but closed again at once without sending a byte: a port forwarder with nothing
+    /// behind it (QEMU's user-mode `hostfwd` to a guest port nobody serves) or a service that
+    /// turns this client away; not evidence of a login service by itself.
+    pub closed_at_once: bool,
 }
 
 /// Why a scan was refused or could not be made. A unit's ports being closed, filtered or
@@ -390,6 +394,7 @@ async fn probe(
                 port,
                 state: PortState::Closed,
                 host_wide: false,
+                closed_at_once: false,
             })
         }
         Ok(Connected::NoAnswer(why)) => {
@@ -398,6 +403,7 @@ async fn probe(
                 port,
                 state: PortState::NoAnswer,
                 host_wide: false,
+                closed_at_once: false,
             });
         }
         Err(e) => {
@@ -452,6 +458,7 @@ async fn probe(
     ));
     Ok(PortReport {
         port,
+        closed_at_once: how == CLOSED_AT_ONCE,
         state: PortState::Open {
             banner,
             service: service.map(str::to_string),
@@ -500,6 +507,9 @@ async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant)
     }
 }
 
+/// How a port that accepted and closed without a byte is described.
+const CLOSED_AT_ONCE: &str = "closed at once without a banner";
+
 /// The banner: first passively, then, when the service said nothing and is still there, after
 /// one [`NUDGE`]. Returns the bytes and how they were obtained (for the transcript).
 async fn grab_banner(mut stream: TcpStream, banner_timeout: Duration) -> (Vec<u8>, &'static str) {
@@ -516,7 +526,7 @@ async fn grab_banner(mut stream: TcpStream, banner_timeout: Duration) -> (Vec<u8
         );
     }
     if end == ReadEnd::Closed {
-        return (banner, "closed at once without a banner");
+        return (banner, CLOSED_AT_ONCE);
     }
     let deadline = after(banner_timeout);
     match tokio::time::timeout_at(deadline, stream.write_all(NUDGE)).await {
@@ -597,6 +607,18 @@ const SE: u8 = 240;
 /// Escapes: `\r`, `\n`, `\t`, `\\`, `\xNN`; a trailing line ending is dropped; a banner cut
 /// short ends in "..."; an empty banner is "(no banner)".
 pub fn describe_banner(banner: &[u8]) -> String {
+    // An SSH server's identification line is followed by its binary key exchange, where a
+    // 0xff byte is no telnet command: only the line is described.
+    let banner = match banner.strip_prefix(b"SSH-") {
+        Some(rest) => {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |p| p + 1);
+            &banner[..4 + end]
+        }
+        None => banner,
+    };
     // Telnet commands out, their data kept.
     let mut data = Vec::with_capacity(banner.len());
     let mut negotiated = false;
@@ -674,4 +696,13 @@ pub fn describe_banner(banner: &[u8]) -> String {
         out.push_str(ELLIPSIS);
     }
     out
+}
+
+#[cfg(test)]
+mod ssh_banner_tests {
+    #[test]
+    fn an_ssh_banner_is_its_first_line_only() {
+        let b = b"SSH-2.0-dropbear_2022.83\r\n\x00\x00\x01\xff\xfd\x18binary kex";
+        assert_eq!(super::describe_banner(b), "SSH-2.0-dropbear_2022.83");
+    }
 }
