@@ -4,6 +4,9 @@
 //! peers (silent, flooding, closing early, a digest challenge loop) that must give an error or
 //! a refusal within the client's timeout.
 
+mod common;
+use common::simdev::simdev_exe;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -25,29 +28,6 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const MARGIN: Duration = Duration::from_secs(10);
 /// A password that must never show in a transcript.
 const WRONG: &str = "Wr0ng-Secret-42";
-
-fn simdev_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HILSEC_SIMDEV") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("hilsec-simdev"))
-        .collect();
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "hilsec-simdev is missing (looked at {candidates:?}): run `cargo build --workspace` \
-                 (ci/test does) before these tests, or set HILSEC_SIMDEV"
-            )
-        })
-}
 
 /// A running simulated camera serving HTTPS; ended when dropped.
 struct Cam {

@@ -4,6 +4,9 @@
 //! (plain tokio listeners: silent, garbage, closing at once, huge messages). Timeouts are
 //! generous (a loaded 2-core CI machine); only "it ended within its bound" is asserted of time.
 
+mod common;
+use common::simdev::simdev_exe;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -383,29 +386,6 @@ async fn the_embedded_rumqttd_is_open_too() {
 
 // ---------------------------------------------------------------------------------------------
 // The simulated hub's own broker
-
-fn simdev_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HILSEC_SIMDEV") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("hilsec-simdev"))
-        .collect();
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "hilsec-simdev is missing (looked at {candidates:?}): run `cargo build --workspace` \
-                 (ci/test does) before these tests, or set HILSEC_SIMDEV"
-            )
-        })
-}
 
 /// A running simulated hub with its own broker; ended when dropped.
 struct Hub {

@@ -3,6 +3,9 @@
 //! MQTT as Tasmota does) on the embedded broker. Timeouts are generous (a loaded 2-core CI
 //! machine); nothing is asserted about timing beyond "it ended".
 
+mod common;
+use common::simdev::simdev_exe;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -286,30 +289,6 @@ async fn an_abandoned_switch_ends_its_command() {
 
 // ---------------------------------------------------------------------------------------------
 // Modbus coil: the simulated device's relay
-
-/// `hilsec-simdev`: `$HILSEC_SIMDEV`, else next to this test's directory (target/<profile>/).
-fn simdev_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HILSEC_SIMDEV") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("hilsec-simdev"))
-        .collect();
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "hilsec-simdev is missing (looked at {candidates:?}): run `cargo build --workspace` \
-                 (ci/test does) before these tests, or set HILSEC_SIMDEV"
-            )
-        })
-}
 
 /// A running simulated unit serving Modbus TCP; ended when dropped.
 struct SimUnit {

@@ -5,9 +5,11 @@
 //! silent server, a flood, garbage lines, a server closing early, an unreachable port, each an
 //! error within its timeout.
 
+mod common;
+use common::simdev::simdev_exe;
+
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,29 +39,6 @@ fn text(t: &Transcript) -> String {
 
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(HANG, f).await.expect("no hang")
-}
-
-fn simdev_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HILSEC_SIMDEV") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("hilsec-simdev"))
-        .collect();
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "hilsec-simdev is missing (looked at {candidates:?}): run `cargo build --workspace` \
-                 (ci/test does) before these tests, or set HILSEC_SIMDEV"
-            )
-        })
 }
 
 fn free_port(ip: IpAddr) -> u16 {

@@ -4,6 +4,9 @@
 //! data or negotiation, closing at once, not listening). Every wait is bounded; outcomes, not
 //! speeds, are asserted.
 
+mod common;
+use common::simdev::simdev_exe;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -271,29 +274,6 @@ async fn busybox_telnetd_refuses_a_wrong_password() {
 
 // ---------------------------------------------------------------------------------------------
 // The simulated camera
-
-fn simdev_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HILSEC_SIMDEV") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable");
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("hilsec-simdev"))
-        .collect();
-    candidates
-        .iter()
-        .find(|c| c.is_file())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "hilsec-simdev is missing (looked at {candidates:?}): run `cargo build --workspace` \
-                 (ci/test does) before these tests, or set HILSEC_SIMDEV"
-            )
-        })
-}
 
 /// A simulated camera with its telnet login and debug shell; ended when dropped.
 struct SimCam {
