@@ -6,6 +6,11 @@
 //! one `error` and no `fail`, or the run could not start (runtime, embedded broker) or a
 //! reporter could not write; 130 interrupted (Ctrl-C, SIGTERM), whatever the verdicts so far.
 
+mod lease_cmd;
+mod merge_cmd;
+mod report_cmd;
+mod shard;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,8 +22,7 @@ use hilsec_core::runner::{self, RunConfig};
 use hilsec_core::test::{Scope, Suite};
 use hilsec_core::CancellationToken;
 use hilsec_report::{
-    EvidenceReporter, Fanout, JournalReporter, JsonReporter, JunitReporter, Reporter,
-    TerminalReporter,
+    EvidenceReporter, Fanout, JournalReporter, Reporter, ResultsReporter, TerminalReporter,
 };
 
 /// The folder `hilsec run` uses when no `--board` is given.
@@ -61,6 +65,25 @@ enum Command {
     /// Debug probes (SWD/JTAG) attached to this machine.
     #[command(subcommand)]
     Probe(ProbeCommand),
+    /// Merge the output folders of several runs (e.g. the shards of one run) into one:
+    /// junit.xml, results.json, journal.jsonl, evidence/ and report.html.
+    Merge {
+        /// The runs' output folders (each with a results.json).
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Where the merged results go (created; must not be one of the inputs).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// (Re)write DIR/report.html, the provision report, from DIR/results.json.
+    Report {
+        /// An output folder of `hilsec run` or `hilsec merge`.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Leases on shared benches: which run holds which unit.
+    #[command(subcommand)]
+    Lease(lease_cmd::LeaseCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +148,12 @@ struct RunArgs {
     /// Override every test's own timeout, e.g. "30s" (for benches with slow devices).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     test_timeout: Option<std::time::Duration>,
+    /// Run only shard I of N (1-based), e.g. 2/4: models are split over the shards, a model's
+    /// units staying together; the same board files always give the same split.
+    #[arg(long, value_name = "I/N", value_parser = shard::Shard::parse)]
+    shard: Option<shard::Shard>,
+    #[command(flatten)]
+    lease: lease_cmd::LeaseArgs,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -146,6 +175,9 @@ fn main() -> ExitCode {
         Command::List(args) => cmd_list(args),
         Command::CheckBoard { paths } => cmd_check_board(&paths),
         Command::Probe(ProbeCommand::List { json }) => cmd_probe_list(json),
+        Command::Merge { dirs, out } => merge_cmd::run(&dirs, &out),
+        Command::Report { dir } => report_cmd::run(&dir),
+        Command::Lease(cmd) => lease_cmd::run(cmd),
         Command::Image(cmd) => hilsec_image::cli::run(&cmd).unwrap_or_else(|e| {
             eprintln!("hilsec image: {e}");
             2
@@ -361,6 +393,23 @@ fn cmd_run(args: RunArgs) -> i32 {
         Ok(b) => b,
         Err(code) => return code,
     };
+    if let Err(msg) = distinct_lease_keys(&boards) {
+        eprintln!("hilsec run: {msg}");
+        return 2;
+    }
+    let boards = match args.shard {
+        Some(shard) => {
+            let total = boards.len();
+            let mine = shard.select(boards);
+            eprintln!(
+                "hilsec: shard {shard}: {} of {total} models ({} units)",
+                mine.len(),
+                mine.iter().map(|b| b.units.len()).sum::<usize>()
+            );
+            mine
+        }
+        None => boards,
+    };
     let baseline = match args.baseline.as_deref().map(read_baseline).transpose() {
         Ok(b) => b,
         Err(msg) => {
@@ -368,7 +417,7 @@ fn cmd_run(args: RunArgs) -> i32 {
             return 2;
         }
     };
-    let reporters = match open_reporters(&args.out) {
+    let reporters = match open_reporters(&args.out, args.shard.map(|s| s.to_string())) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hilsec run: {e:#}");
@@ -401,6 +450,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         jobs: args.jobs,
         test_timeout: args.test_timeout,
         env,
+        leases: args.lease.settings(&args.out),
     };
     let code = rt.block_on(run_with_reporters(boards, suites, cfg, reporters));
     if let Some(why) = broker.as_ref().and_then(|b| b.failure()) {
@@ -408,6 +458,28 @@ fn cmd_run(args: RunArgs) -> i32 {
         eprintln!("hilsec run: the embedded MQTT broker stopped during the run: {why}");
     }
     code
+}
+
+/// Two units of one run under one lease key would block each other (the second "held by" this
+/// very run): refused before anything starts.
+fn distinct_lease_keys(boards: &[Board]) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<String, (&str, &Path)> = Default::default();
+    for b in boards {
+        for u in &b.units {
+            if let Some(key) = hilsec_core::lease::unit_key(u, &b.model) {
+                if let Some((other, file)) = seen.insert(key.clone(), (&u.name, &u.source)) {
+                    return Err(format!(
+                        "units {other} ({}) and {} ({}) take the same lease {key:?}; give each \
+                         unit its own `lease` (one physical unit per key)",
+                        file.display(),
+                        u.name,
+                        u.source.display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--mqtt-broker HOST:PORT`: a host name is resolved once, before anything starts (an IPv4
@@ -475,7 +547,7 @@ fn start_services(
 }
 
 /// Prepares the output folder and the reporters writing into it.
-fn open_reporters(out: &Path) -> anyhow::Result<Vec<Box<dyn Reporter>>> {
+fn open_reporters(out: &Path, shard: Option<String>) -> anyhow::Result<Vec<Box<dyn Reporter>>> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create output folder {}", out.display()))?;
     let evidence = out.join("evidence");
@@ -489,8 +561,7 @@ fn open_reporters(out: &Path) -> anyhow::Result<Vec<Box<dyn Reporter>>> {
         Box::new(journal),
         Box::new(EvidenceReporter::new(out)),
         Box::new(TerminalReporter::new(out.to_path_buf())),
-        Box::new(JsonReporter::new(out)),
-        Box::new(JunitReporter::new(out)),
+        Box::new(ResultsReporter::new(out).with_shard(shard)),
     ])
 }
 

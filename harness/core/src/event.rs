@@ -19,6 +19,8 @@ pub struct UnitInfo {
     pub firmware: Option<String>,
     pub board_file: PathBuf,
     pub emulated: bool,
+    /// The board file and the model file it extends, hashed when the unit was planned.
+    pub board_files: Vec<crate::results::BoardFileMeta>,
 }
 
 /// One finished test on one unit.

@@ -12,6 +12,7 @@ pub mod device;
 pub mod emulator;
 pub mod event;
 pub mod iface;
+pub mod lease;
 pub mod results;
 pub mod runner;
 pub mod secret;

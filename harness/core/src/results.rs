@@ -54,6 +54,31 @@ pub struct RunMeta {
     pub interrupted: bool,
     pub units: Vec<UnitMeta>,
     pub counts: Counts,
+    /// `I/N` when the run was one shard of N (`run --shard`); absent for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// For a merged folder (`hilsec merge`): the runs it was made of, in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedRun>,
+}
+
+/// One run that `hilsec merge` took in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedRun {
+    /// The folder it was read from, as given on the command line.
+    pub dir: PathBuf,
+    pub shard: Option<String>,
+    pub started: String,
+    pub finished: String,
+    pub interrupted: bool,
+}
+
+/// A board file a unit was loaded from, with the SHA-256 of its bytes when the run started
+/// (lowercase hex), so a report says exactly which description was tested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardFileMeta {
+    pub path: PathBuf,
+    pub sha256: String,
 }
 
 fn legacy_schema() -> u32 {
@@ -71,6 +96,9 @@ pub struct UnitMeta {
     pub firmware: Option<String>,
     pub board_file: PathBuf,
     pub emulated: bool,
+    /// The unit's board file and the model file it extends, with their hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub board_files: Vec<BoardFileMeta>,
 }
 
 impl From<&UnitInfo> for UnitMeta {
@@ -84,6 +112,7 @@ impl From<&UnitInfo> for UnitMeta {
             firmware: u.firmware.clone(),
             board_file: u.board_file.clone(),
             emulated: u.emulated,
+            board_files: u.board_files.clone(),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::board::{Board, Model, Unit};
 use crate::device::Device;
 use crate::emulator::{self, EmulatorHandle};
 use crate::event::{rfc3339, Event, ModelFinding, TestRecord, UnitInfo};
+use crate::lease::{self, LeaseSettings};
 use crate::secret::Redactor;
 use crate::test::{settle, Outcome, Scope, Suite, Test, Verdict};
 
@@ -30,6 +31,8 @@ pub struct RunConfig {
     pub test_timeout: Option<Duration>,
     /// What the run provides to units (e.g. the embedded MQTT broker).
     pub env: crate::device::RunEnv,
+    /// Where and how long to wait for the leases of units on a shared bench.
+    pub leases: LeaseSettings,
 }
 
 /// What a run produced, in the order tests finished.
@@ -65,7 +68,29 @@ pub fn unit_info(unit: &Unit, model: &Model) -> UnitInfo {
         firmware: unit.firmware.clone(),
         board_file: unit.source.clone(),
         emulated: model.emulator.is_some(),
+        board_files: board_files(unit, model),
     }
+}
+
+/// The unit's board file, then the model's when it is another file, each with its SHA-256.
+/// A file that cannot be read now (moved since loading) is left out rather than guessed.
+fn board_files(unit: &Unit, model: &Model) -> Vec<crate::results::BoardFileMeta> {
+    use sha2::Digest as _;
+    let mut paths = vec![unit.source.clone()];
+    if model.source != unit.source {
+        paths.push(model.source.clone());
+    }
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let bytes = std::fs::read(&path).ok()?;
+            let sha256 = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            Some(crate::results::BoardFileMeta { path, sha256 })
+        })
+        .collect()
 }
 
 /// The tests of `suites` in order, each with its suite name.
@@ -177,6 +202,8 @@ struct UnitState {
     /// Why the unit's tests could not run (did not start, wrong unit, unreachable, exited):
     /// its per-model records are `error` with this reason, and the model is judged without it.
     blocked: Option<String>,
+    /// The unit's bench lease, held until its group ends (released when dropped).
+    lease: Option<lease::Lease>,
 }
 
 async fn run_model_group(
@@ -216,6 +243,7 @@ async fn run_model_group(
                     blocked: Some(format!(
                         "internal error in the unit's task (a harness bug): {e}"
                     )),
+                    lease: None,
                 });
             }
         }
@@ -229,6 +257,8 @@ async fn run_model_group(
         if let Some(e) = s.emulator {
             e.lock().await.stop().await;
         }
+        // Only once the unit is stopped may another run take it.
+        drop(s.lease);
         s.unit.name
     });
     for unit in futures::future::join_all(stops).await {
@@ -315,34 +345,53 @@ async fn run_unit_phase(
         emulator: None,
         start_error: None,
         blocked: None,
+        lease: None,
     };
     if ctx.cancel.is_cancelled() {
         return state;
     }
 
-    // Bring the unit up: choose its ports, start its emulator, if any.
-    let started = tokio::select! {
-        r = emulator::start_unit(unit.clone(), model.clone(), &ctx.cfg.env) => r,
-        _ = ctx.cancel.cancelled() => return state,
-    };
-    let mut dev = match started {
-        Ok(s) => {
-            state.emulator = s.emulator;
-            s.device
+    // Take the unit's bench lease before anything touches it (another run may hold it).
+    let (lease_blocked, mut lease_notes) = match take_lease(&unit, &model, ctx).await {
+        LeaseOutcome::Interrupted => return state,
+        LeaseOutcome::None => (None, Vec::new()),
+        LeaseOutcome::Taken(l, note) => {
+            state.lease = Some(l);
+            (None, note.into_iter().collect())
         }
-        Err((probe, err)) => {
-            state.start_error = Some(probe.redactor().redact(&err.to_string()));
-            probe
+        LeaseOutcome::Blocked(why) => (Some(why), Vec::new()),
+    };
+
+    // Bring the unit up: choose its ports, start its emulator, if any.
+    let mut dev = if lease_blocked.is_some() {
+        Device::new(unit.clone(), model.clone(), &BTreeMap::new(), &ctx.cfg.env)
+    } else {
+        let started = tokio::select! {
+            r = emulator::start_unit(unit.clone(), model.clone(), &ctx.cfg.env) => r,
+            _ = ctx.cancel.cancelled() => return state,
+        };
+        match started {
+            Ok(s) => {
+                state.emulator = s.emulator;
+                s.device
+            }
+            Err((probe, err)) => {
+                state.start_error = Some(probe.redactor().redact(&err.to_string()));
+                probe
+            }
         }
     };
 
-    // Why the unit's remaining tests cannot run, once that is known (it did not start, it is
-    // not the unit the board file describes, its link cannot be opened, its process exited),
-    // with the evidence that shows it.
-    let mut blocked: Option<(String, Option<String>)> = state
-        .start_error
-        .as_ref()
-        .map(|e| (format!("the unit did not start: {e}"), None));
+    // Why the unit's remaining tests cannot run, once that is known (another run holds it, it
+    // did not start, it is not the unit the board file describes, its link cannot be opened,
+    // its process exited), with the evidence that shows it.
+    let mut blocked: Option<(String, Option<String>)> = match &lease_blocked {
+        Some(why) => Some((why.clone(), None)),
+        None => state
+            .start_error
+            .as_ref()
+            .map(|e| (format!("the unit did not start: {e}"), None)),
+    };
     // Checked inside the first test that runs, so its exchanges are in that test's evidence.
     let mut identity_pending = true;
 
@@ -397,6 +446,10 @@ async fn run_unit_phase(
             test: info.id.to_string(),
         });
         let transcript = dev.begin_test();
+        // A stale lease taken over is said in the first test's evidence (and on stderr).
+        for note in lease_notes.drain(..) {
+            dev.note(note);
+        }
         let timeout = ctx.cfg.test_timeout.unwrap_or(info.timeout);
         let wrong_unit = if std::mem::take(&mut identity_pending) {
             match prepare(&mut dev, &ctx.cancel).await {
@@ -495,6 +548,67 @@ async fn run_unit_phase(
     state.blocked = blocked.map(|(why, _)| why);
     state.device = Some(dev);
     state
+}
+
+/// What became of a unit's bench lease.
+enum LeaseOutcome {
+    /// The unit takes no lease (an emulated unit without `lease`).
+    None,
+    /// Held by this run, with a note when a stale lease was recovered.
+    Taken(lease::Lease, Option<String>),
+    /// Not taken: why the unit's tests are `error`.
+    Blocked(String),
+    Interrupted,
+}
+
+/// Takes the unit's lease when it needs one (see [`lease::unit_key`]), waiting up to
+/// `--lease-wait` while another run holds it: the wait is shown as progress, and on stderr every
+/// 10 s (plain CI output shows no progress).
+async fn take_lease(unit: &Unit, model: &Model, ctx: &Ctx) -> LeaseOutcome {
+    let Some(key) = lease::unit_key(unit, model) else {
+        return LeaseOutcome::None;
+    };
+    let settings = &ctx.cfg.leases;
+    let dir = lease::lease_dir(settings.dir.as_deref());
+    let mut last_line: Option<Instant> = None;
+    let waiting = |h: &lease::HeldBy, left: Duration| {
+        let left = humantime::format_duration(Duration::from_secs(left.as_secs()));
+        let line = format!(
+            "waiting for {}: held by {} ({left} left of --lease-wait)",
+            unit.name,
+            h.describe_short()
+        );
+        let _ = ctx.events.send(Event::Progress {
+            unit: unit.name.clone(),
+            activity: line.clone(),
+        });
+        if last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            last_line = Some(Instant::now());
+            eprintln!("hilsec: {line}");
+        }
+    };
+    let got = tokio::select! {
+        r = lease::acquire(&dir, &key, settings, waiting) => r,
+        _ = ctx.cancel.cancelled() => return LeaseOutcome::Interrupted,
+    };
+    match got {
+        Ok(lease::Attempt::Acquired { lease, recovered }) => {
+            if let Some(note) = &recovered {
+                eprintln!("hilsec: {}: {note}", unit.name);
+            }
+            LeaseOutcome::Taken(lease, recovered)
+        }
+        Ok(lease::Attempt::Held(h)) if settings.wait.is_zero() => LeaseOutcome::Blocked(format!(
+            "unit held by {} (lease {key}); pass --lease-wait 5m to wait, or see `hilsec lease list`",
+            h.describe()
+        )),
+        Ok(lease::Attempt::Held(h)) => LeaseOutcome::Blocked(format!(
+            "unit held by {} (lease {key}), still after --lease-wait {}; pass a longer --lease-wait, or see `hilsec lease list`",
+            h.describe(),
+            humantime::format_duration(settings.wait)
+        )),
+        Err(e) => LeaseOutcome::Blocked(format!("the unit's lease could not be taken: {e}")),
+    }
 }
 
 /// Before the first test of a unit, where the board defines `prepare`: run it once (a CI job
@@ -918,6 +1032,7 @@ mod tests {
             password: None,
             vars: BTreeMap::new(),
             source: "b.toml".into(),
+            lease: None,
         }
     }
 

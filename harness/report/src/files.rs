@@ -115,26 +115,37 @@ pub(crate) fn ordered<'a>(units: &[UnitInfo], records: &'a [TestRecord]) -> Vec<
     v
 }
 
-/// Collects records and writes `results.json` when the run finishes.
-pub struct JsonReporter {
-    path: PathBuf,
+/// Collects records and, when the run finishes, writes the three whole-run artefacts from one
+/// [`ResultsFile`]: `results.json`, `junit.xml` and `report.html`. `hilsec merge` and `hilsec
+/// report` render the same files from a `results.json` through [`write_whole_run`], so a
+/// merged folder is written exactly as one run's would be.
+pub struct ResultsReporter {
+    out: PathBuf,
+    shard: Option<String>,
     units: Vec<UnitInfo>,
     started: Option<SystemTime>,
     records: Vec<TestRecord>,
 }
 
-impl JsonReporter {
+impl ResultsReporter {
     pub fn new(out: &Path) -> Self {
-        JsonReporter {
-            path: out.join("results.json"),
+        ResultsReporter {
+            out: out.to_path_buf(),
+            shard: None,
             units: Vec::new(),
             started: None,
             records: Vec::new(),
         }
     }
+
+    /// Marks the results as shard `I/N` of a run (`run.shard`).
+    pub fn with_shard(mut self, shard: Option<String>) -> Self {
+        self.shard = shard;
+        self
+    }
 }
 
-impl Reporter for JsonReporter {
+impl Reporter for ResultsReporter {
     fn on_event(&mut self, event: &Event) -> Result<(), ReportError> {
         match event {
             Event::RunStarted { units, started, .. } => {
@@ -163,18 +174,32 @@ impl Reporter for JsonReporter {
                         interrupted: *interrupted,
                         units: self.units.iter().map(UnitMeta::from).collect(),
                         counts,
+                        shard: self.shard.clone(),
+                        merged_from: Vec::new(),
                     },
                     tests: ordered.iter().map(|r| ResultRecord::from(*r)).collect(),
                     model_findings: model_findings(ordered.iter().copied()),
                 };
-                write_atomically(&self.path, |w| {
-                    serde_json::to_writer_pretty(w, &file).map_err(std::io::Error::from)
-                })?;
+                // The records are in the file now; do not hold them twice.
+                self.records = Vec::new();
+                write_whole_run(&file, &self.out)?;
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// Writes `results.json`, `junit.xml` and `report.html` into `out`. Each is attempted even if
+/// an earlier one failed (one broken artefact must not cost the others); the first failure is
+/// returned.
+pub fn write_whole_run(file: &ResultsFile, out: &Path) -> Result<(), ReportError> {
+    let json = write_atomically(&out.join("results.json"), |w| {
+        serde_json::to_writer_pretty(w, file).map_err(std::io::Error::from)
+    });
+    let junit = crate::junit::write(file, out);
+    let html = crate::html::write(file, out);
+    json.and(junit).and(html)
 }
 
 /// Writes to a temporary file and renames it, so a reader never sees half a file. `write`
@@ -242,6 +267,7 @@ mod tests {
             firmware: None,
             board_file: PathBuf::from("boards/sim/simplug-s1.toml"),
             emulated: true,
+            board_files: Vec::new(),
         }
     }
 
@@ -322,7 +348,7 @@ mod tests {
     #[test]
     fn results_json_lists_each_model_finding_once_and_keeps_data() {
         let dir = TempDir::new("json");
-        let mut r = JsonReporter::new(&dir.0);
+        let mut r = ResultsReporter::new(&dir.0);
         for e in events() {
             r.on_event(&e).expect("event");
         }

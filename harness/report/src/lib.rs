@@ -1,12 +1,17 @@
 //! hilsec-report: reporters fed by runner events.
 //!
-//! Each reporter subscribes to the same event stream and writes one artefact: the terminal view,
-//! `journal.jsonl` (a line per finished test, flushed at once so a killed run keeps its record),
-//! `evidence/<board>/<test>.log`, `results.json` and `junit.xml`. None of them influences a
+//! Each reporter subscribes to the same event stream: the terminal view, `journal.jsonl` (a line
+//! per finished test, flushed at once so a killed run keeps its record),
+//! `evidence/<board>/<test>.log`, and at the end the whole-run artefacts `results.json`,
+//! `junit.xml` and `report.html`, all three rendered from one [`ResultsFile`] so that `hilsec
+//! merge` and `hilsec report` write them exactly as a run does. None of them influences a
 //! verdict; the runner knows nothing about any of these formats.
 
 mod files;
-mod junit;
+pub mod html;
+pub mod provisions;
+pub mod junit;
+pub mod merge;
 mod terminal;
 
 use std::io;
@@ -14,8 +19,7 @@ use std::path::{Path, PathBuf};
 
 use hilsec_core::event::Event;
 
-pub use files::{EvidenceReporter, JournalReporter, JsonReporter, ResultsFile};
-pub use junit::JunitReporter;
+pub use files::{write_whole_run, EvidenceReporter, JournalReporter, ResultsFile, ResultsReporter};
 pub use terminal::TerminalReporter;
 
 /// Why a reporter could not write its artefact.
@@ -29,6 +33,9 @@ pub enum ReportError {
     },
     #[error("cannot serialize {what}: {detail}")]
     Serialize { what: &'static str, detail: String },
+    /// report.html's template failed to render (a bug of the template, not of the data).
+    #[error("cannot render report.html: {detail}")]
+    Template { detail: String },
 }
 
 impl ReportError {

@@ -46,9 +46,12 @@ pub fn spawn_env(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Run {
     let stderr = dir.join("stderr.txt");
     let child = Command::new(hilsec_bin())
         .args(args)
-        .envs(env.iter().copied())
         .current_dir(repo_root())
         .env("CI", "1")
+        // Physical units take leases: keep them in the test's folder, not the host's lease
+        // folder shared with whoever else runs hilsec here (an explicit env entry wins).
+        .env("HILSEC_LEASE_DIR", dir.join("leases"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(fs::File::create(&stdout).expect("stdout file"))
         .stderr(fs::File::create(&stderr).expect("stderr file"))

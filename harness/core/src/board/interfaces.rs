@@ -17,7 +17,7 @@ use super::model::{InterfaceSection, ProtocolValue, RawBoardFile};
 use super::values::{parse_duration, parse_template};
 use super::vars::check_global_var;
 use super::{
-    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
+    GdbSpec, HttpSpec, Interface, LabgridSpec, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
     SerialEndpoint, SerialSpec, SshSpec, TelnetSpec, TlsFiles, DEFAULT_STEP_TIMEOUT,
 };
 use crate::template::Template;
@@ -215,10 +215,15 @@ pub(crate) fn build_interfaces(
                     interfaces.insert(name.clone(), Interface::Power(spec));
                 }
             }
+            "labgrid" => {
+                if let Some(spec) = labgrid_spec(d, name, i, span.clone(), timeout, &tmpl) {
+                    interfaces.insert(name.clone(), Interface::Labgrid(spec));
+                }
+            }
             other => d.at(
                 Some(i.kind.span()),
                 format!("unknown interface kind {other:?} for interface {name:?}"),
-                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\", \"gdb\" and \"probe-rs\" (debug ports), \"rtt\" (a console through a debug port), \"power\", \"telnet\", \"ssh\""),
+                Some("supported kinds: \"serial\" (tty path or raw TCP), \"mqtt\", \"modbus-tcp\", \"modbus-rtu\", \"http\", \"gdb\" and \"probe-rs\" (debug ports), \"rtt\" (a console through a debug port), \"power\", \"telnet\", \"ssh\", \"labgrid\" (a console on a labgrid place)"),
             ),
         }
     }
@@ -334,6 +339,94 @@ fn mqtt_spec(
     })
 }
 
+/// A `labgrid` interface: a place (required), optionally its coordinator, which serial port
+/// of the place, the baud rate and the `labgrid-client` executable.
+fn labgrid_spec(
+    d: &mut Diag,
+    name: &str,
+    i: &InterfaceSection,
+    table: Range<usize>,
+    timeout: std::time::Duration,
+    tmpl: &dyn Fn(&mut Diag, &Spanned<String>) -> Option<Template>,
+) -> Option<LabgridSpec> {
+    // Every problem of the table is reported, not only the first.
+    let place = match &i.place {
+        None => {
+            d.at(
+                Some(table),
+                format!("labgrid interface {name:?} needs `place` (the labgrid place to acquire)"),
+                Some("add e.g. place = \"{unit.place}\" with vars = { place = \"rack1-slot3\" } in each [[unit]]"),
+            );
+            None
+        }
+        Some(p) if p.get_ref().trim().is_empty() => {
+            d.at(
+                Some(p.span()),
+                format!("labgrid interface {name:?}: `place` is empty"),
+                Some("name the place as `labgrid-client places` lists it"),
+            );
+            None
+        }
+        Some(p) => tmpl(d, p),
+    };
+    let coordinator = i.coordinator.as_ref().and_then(|c| {
+        let v = c.get_ref();
+        // host or host:port; a template's value is checked by labgrid-client when it runs.
+        if v.trim().is_empty() || v.chars().any(char::is_whitespace) || v.contains('/') {
+            d.at(
+                Some(c.span()),
+                format!("labgrid interface {name:?}: `coordinator` must be the coordinator's host:port, e.g. \"lab-coordinator:20408\""),
+                Some("leave it out to use LG_COORDINATOR or labgrid-client's default (127.0.0.1:20408)"),
+            );
+            return None;
+        }
+        tmpl(d, c)
+    });
+    let resource = i.resource.as_ref().and_then(|r| {
+        if r.get_ref().trim().is_empty() {
+            d.at(
+                Some(r.span()),
+                format!("labgrid interface {name:?}: `resource` is empty"),
+                Some("name the serial port as `labgrid-client -p PLACE show` lists it, or leave it out when the place has one"),
+            );
+            return None;
+        }
+        tmpl(d, r)
+    });
+    let baud = match &i.baud {
+        Some(b) if *b.get_ref() == 0 => {
+            d.at(
+                Some(b.span()),
+                format!("labgrid interface {name:?}: `baud` must be a baud rate above 0"),
+                Some("leave it out to keep the speed the exporter configured for the port"),
+            );
+            None
+        }
+        Some(b) => Some(*b.get_ref()),
+        None => None,
+    };
+    let client = match &i.client {
+        Some(c) if c.get_ref().trim().is_empty() => {
+            d.at(
+                Some(c.span()),
+                format!("labgrid interface {name:?}: `client` is empty"),
+                Some("leave it out to run `labgrid-client` from PATH, or give its path"),
+            );
+            String::new()
+        }
+        Some(c) => c.get_ref().clone(),
+        None => "labgrid-client".to_string(),
+    };
+    Some(LabgridSpec {
+        place: place?,
+        coordinator,
+        resource,
+        baud,
+        client,
+        timeout,
+    })
+}
+
 /// "interface X is not declared", naming those that are.
 pub(crate) fn missing_iface_msg(name: &str, raw: &RawBoardFile) -> String {
     let have: Vec<&str> = raw.interfaces.keys().map(String::as_str).collect();
@@ -383,11 +476,16 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
     let debug_port = probe || kind == "gdb";
     let rtt = kind == "rtt";
     let power = kind == "power";
+    let labgrid = kind == "labgrid";
     let span = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.span());
     let keys = [
         ("path", span(&i.path), serialish),
         ("tcp", span(&i.tcp), serialish),
-        ("baud", i.baud.as_ref().map(|v| v.span()), serialish),
+        (
+            "baud",
+            i.baud.as_ref().map(|v| v.span()),
+            serialish || labgrid,
+        ),
         ("broker", span(&i.broker), mqtt || power),
         ("client_id", span(&i.client_id), mqtt),
         ("username", span(&i.username), mqtt || power),
@@ -448,6 +546,10 @@ fn check_interface_keys(d: &mut Diag, name: &str, i: &InterfaceSection) {
             kind == "telnet" || kind == "ssh",
         ),
         ("host_key", span(&i.host_key), kind == "ssh"),
+        ("place", span(&i.place), labgrid),
+        ("coordinator", span(&i.coordinator), labgrid),
+        ("resource", span(&i.resource), labgrid),
+        ("client", span(&i.client), labgrid),
     ];
     let mut wrong: Vec<(&str, Range<usize>)> = keys
         .into_iter()
@@ -753,5 +855,84 @@ address = "192.0.2.7"
             let (_, _, msg, _) = error(&format!("net-mistake-{i}"), &text);
             assert!(msg.contains(want), "case {i}: {msg:?} should say {want:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod labgrid_tests {
+    use super::super::testutil::{error, load};
+    use super::super::Interface;
+
+    const MODEL: &str = "[model]\nname = \"T\"\n\n[interfaces.console]\nkind = \"labgrid\"\n";
+
+    #[test]
+    fn a_labgrid_console_with_its_keys() {
+        let text = format!(
+            "{MODEL}place = \"{{unit.place}}\"\ncoordinator = \"lab:20408\"\nresource = \"uart0\"\nbaud = 57600\nclient = \"/opt/lg/bin/labgrid-client\"\ntimeout = \"7s\"\n\n[actions.a]\nsteps = [ {{ send = \"x\" }}, {{ expect = 'y' }} ]\n\n[[unit]]\nname = \"u1\"\nvars = {{ place = \"rack1-slot3\" }}\n"
+        );
+        let m = load("labgrid-ok", &text).expect("loads");
+        match &m.interfaces["console"] {
+            Interface::Labgrid(l) => {
+                assert_eq!(l.baud, Some(57_600));
+                assert_eq!(l.client, "/opt/lg/bin/labgrid-client");
+                assert!(l.coordinator.is_some() && l.resource.is_some());
+                assert_eq!(l.timeout, std::time::Duration::from_secs(7));
+                assert_eq!(l.place.vars().collect::<Vec<_>>(), ["unit.place"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m.interfaces["console"].kind(), "labgrid");
+        // Defaults.
+        let m = load("labgrid-min", &format!("{MODEL}place = \"p1\"\n")).expect("loads");
+        match &m.interfaces["console"] {
+            Interface::Labgrid(l) => {
+                assert_eq!((l.baud, l.client.as_str()), (None, "labgrid-client"));
+                assert!(l.coordinator.is_none() && l.resource.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn labgrid_mistakes_are_named_where_they_are() {
+        let cases: &[(&str, (usize, usize), &str)] = &[
+            ("", (4, 1), "labgrid interface \"console\" needs `place`"),
+            ("place = \"\"\n", (6, 9), "`place` is empty"),
+            (
+                "place = \"p\"\ncoordinator = \"grpc://lab:20408\"\n",
+                (7, 15),
+                "`coordinator` must be the coordinator's host:port",
+            ),
+            (
+                "place = \"p\"\nbaud = 0\n",
+                (7, 8),
+                "`baud` must be a baud rate above 0",
+            ),
+            (
+                "place = \"p\"\nclient = \" \"\n",
+                (7, 10),
+                "`client` is empty",
+            ),
+            (
+                "place = \"p\"\npath = \"/dev/ttyUSB0\"\n",
+                (7, 8),
+                "of kind \"labgrid\" does not take path",
+            ),
+            (
+                "place = \"{device.slot}\"\n",
+                (6, 10),
+                "unknown variable {device.slot}",
+            ),
+        ];
+        for (i, (tail, at, want)) in cases.iter().enumerate() {
+            let (line, col, msg, _) = error(&format!("labgrid-{i}"), &format!("{MODEL}{tail}"));
+            assert!(msg.contains(want), "case {i}: {msg:?} should say {want:?}");
+            assert_eq!((line, col), *at, "case {i}: {msg}");
+        }
+        // Keys of the labgrid kind on another kind.
+        let text = "[model]\nname = \"T\"\n\n[interfaces.c]\nkind = \"telnet\"\naddress = \"h:23\"\nplace = \"p\"\n";
+        let (line, _, msg, _) = error("labgrid-keys-elsewhere", text);
+        assert_eq!(line, 7);
+        assert!(msg.contains("does not take place"), "{msg}");
     }
 }

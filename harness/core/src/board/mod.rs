@@ -240,6 +240,25 @@ pub enum Interface {
     Power(PowerSpec),
     Telnet(TelnetSpec),
     Ssh(SshSpec),
+    Labgrid(LabgridSpec),
+}
+
+/// A console on a labgrid place: the place is acquired through `labgrid-client` when the
+/// interface is first opened, its serial port (RFC 2217 or raw TCP, served by ser2net on the
+/// exporter) becomes the console, and the place is released when the unit's device is dropped.
+#[derive(Debug, Clone)]
+pub struct LabgridSpec {
+    /// The place's name (or alias), templated.
+    pub place: Template,
+    /// The coordinator's `host:port`, templated; `None`: `LG_COORDINATOR` or labgrid's default.
+    pub coordinator: Option<Template>,
+    /// The serial port's name in the place, when it has several.
+    pub resource: Option<Template>,
+    /// Baud rate set through RFC 2217 SET-BAUDRATE; `None`: the port's own `speed`.
+    pub baud: Option<u32>,
+    /// The `labgrid-client` executable.
+    pub client: String,
+    pub timeout: Duration,
 }
 
 /// A console over telnet (BusyBox telnetd, an embedded telnet server, ser2net in telnet mode).
@@ -374,6 +393,7 @@ impl Interface {
             Interface::Power(p) => p.timeout,
             Interface::Telnet(t) => t.timeout,
             Interface::Ssh(t) => t.timeout,
+            Interface::Labgrid(l) => l.timeout,
         }
     }
 
@@ -405,6 +425,7 @@ impl Interface {
             Interface::Power(_) => "power",
             Interface::Telnet(_) => "telnet",
             Interface::Ssh(_) => "ssh",
+            Interface::Labgrid(_) => "labgrid",
         }
     }
 
@@ -430,6 +451,11 @@ impl Interface {
             Interface::Rtt(_) => vec![],
             Interface::Telnet(t) => vec![&t.address],
             Interface::Ssh(t) => vec![&t.address],
+            Interface::Labgrid(l) => {
+                let mut v = vec![&l.place];
+                v.extend(l.coordinator.iter().chain(l.resource.iter()));
+                v
+            }
             Interface::Power(p) => match &p.driver {
                 PowerDriverSpec::Command { on, off, cycle } => {
                     let mut v = vec![on, off];
@@ -825,6 +851,9 @@ pub struct Unit {
     pub vars: BTreeMap<String, String>,
     /// The file the unit was declared in.
     pub source: PathBuf,
+    /// The key of the bench lease this unit is held under (`lease = "bench-3/cam-a"`); see
+    /// [`crate::lease`] for which units take one.
+    pub lease: Option<String>,
 }
 
 /// Where a unit's secret comes from, resolved as far as possible at load time.

@@ -312,6 +312,17 @@ pub struct InterfaceSection {
     /// ssh: the server's host key fingerprint ("SHA256:...", as `ssh-keygen -l` prints it);
     /// another key is an error. Without it any key is accepted and recorded in the evidence.
     pub host_key: Option<Spanned<String>>,
+
+    /// labgrid: the place to acquire (templated, e.g. `{unit.place}`).
+    pub place: Option<Spanned<String>>,
+    /// labgrid: the coordinator's `host:port` (templated; default: `LG_COORDINATOR` or
+    /// labgrid-client's own default).
+    pub coordinator: Option<Spanned<String>>,
+    /// labgrid: which of the place's serial ports (its name in the place; templated), when
+    /// it has several.
+    pub resource: Option<Spanned<String>>,
+    /// labgrid: the `labgrid-client` executable (default "labgrid-client" on PATH).
+    pub client: Option<Spanned<String>>,
 }
 
 /// `protocol` holds an MQTT version (a number) or a debug wire protocol (a name).
@@ -467,6 +478,8 @@ pub struct UnitSection {
     /// Free variables for templates, as `{unit.NAME}` (e.g. which tty this unit is on).
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// The bench lease key the unit is held under while a run uses it (e.g. "bench-3/cam-a").
+    pub lease: Option<Spanned<String>>,
 }
 
 /// Where the lab gets a secret from.

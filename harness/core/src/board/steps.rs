@@ -287,7 +287,7 @@ pub(crate) fn build_step(
     // The step's verb must suit its interface's kind.
     if needs_iface {
         let want: &[&str] = match verb {
-            "send" | "expect" => &["serial", "rtt", "telnet", "ssh"],
+            "send" | "expect" => &["serial", "rtt", "telnet", "ssh", "labgrid"],
             "publish" | "await" => &["mqtt"],
             "get" | "post" => &["http"],
             "ssh_auth" => &["ssh"],

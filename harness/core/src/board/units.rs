@@ -151,6 +151,24 @@ pub(crate) fn build_unit(
             Some("add the unit's address on the lab's device network, e.g. address = \"192.168.50.23\""),
         );
     }
+    let lease = u.lease.as_ref().and_then(|l| {
+        let v = l.get_ref();
+        let ok = !v.trim().is_empty()
+            && v.len() <= crate::lease::MAX_KEY_LEN
+            && !v.chars().any(char::is_control);
+        if !ok {
+            d.at(
+                Some(l.span()),
+                format!(
+                    "unit {name:?}: lease {v:?} is not a lease key (1 to {} characters, no control characters)",
+                    crate::lease::MAX_KEY_LEN
+                ),
+                Some("name the bench position the unit sits in, e.g. lease = \"bench-3/cam-a\""),
+            );
+            return None;
+        }
+        Some(v.clone())
+    });
     for v in used {
         if !u.vars.contains_key(&v) {
             d.at(
@@ -169,6 +187,7 @@ pub(crate) fn build_unit(
         password,
         vars: u.vars.clone(),
         source: path.to_path_buf(),
+        lease,
     })
 }
 
@@ -447,6 +466,28 @@ mod tests {
                 capture: "pw".into()
             })
         );
+    }
+
+    #[test]
+    fn leases_are_keyed_by_the_units_lease_or_model_and_name() {
+        let s = Scratch::new("unit-lease");
+        let text = board(
+            "\n[[unit]]\nname = \"u-1\"\nvars = { adapter = \"A\" }\nlease = \"bench-3/cam-a\"\n\n[[unit]]\nname = \"u-2\"\nvars = { adapter = \"B\" }\n",
+        );
+        let b = load_paths(&[s.file("b.toml", &text)], LoadMode::Run).expect("loads");
+        let (m, u) = (&b[0].model, &b[0].units);
+        assert_eq!(u[0].lease.as_deref(), Some("bench-3/cam-a"));
+        // Physical units always take a lease: their own key, else model/name.
+        assert_eq!(
+            crate::lease::unit_key(&u[0], m).as_deref(),
+            Some("bench-3/cam-a")
+        );
+        assert_eq!(crate::lease::unit_key(&u[1], m).as_deref(), Some("T/u-2"));
+
+        let bad = board("\n[[unit]]\nname = \"u-1\"\nvars = { adapter = \"A\" }\nlease = \"  \"\n");
+        let errs = load_paths(&[s.file("bad.toml", &bad)], LoadMode::Check).expect_err("refused");
+        assert_eq!((errs[0].line, errs[0].col), (14, 9), "{errs:?}");
+        assert!(errs[0].message.contains("is not a lease key"), "{errs:?}");
     }
 
     #[test]

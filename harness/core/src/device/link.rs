@@ -4,13 +4,17 @@
 //! Kept apart from the step interpreter so that steps only ever ask for "the open link of
 //! interface X" ([`Device::link`]): opened on first use, reopened after a drop, and every
 //! failure to open a [`LinkError::Open`] (which marks the unit unreachable).
+//!
+//! A labgrid console (`kind = "labgrid"`) is two links: the held place ([`Link::Place`], kept
+//! under a key of its own for the whole unit, so the place is released only when the device is
+//! dropped) and the console on its serial port, an ordinary console that may be reconnected.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ActionError, Device};
 use crate::board::{
-    GdbSpec, HttpSpec, Interface, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
+    GdbSpec, HttpSpec, Interface, LabgridSpec, ModbusRtuSpec, ModbusTcpSpec, MqttBroker, MqttSpec,
     PowerDriverSpec, PowerSpec, ProbeRsSpec, RttSpec, SerialEndpoint, SerialSpec,
 };
 use crate::iface::debug::DebugAccess;
@@ -32,6 +36,15 @@ pub(super) enum Link {
     Debug(DebugPort),
     Power(PowerLink),
     Ssh(SshPort),
+    /// A labgrid place held for the unit (released when dropped); not an interface of its own:
+    /// kept under [`place_key`], never dropped by [`Device::drop_links`].
+    Place(crate::iface::labgrid::PlaceLease),
+}
+
+/// The key a held labgrid place is kept under among the links: not a name a board file would
+/// give an interface.
+fn place_key(coordinator: Option<&str>, place: &str) -> String {
+    format!("\u{0}labgrid:{}/{place}", coordinator.unwrap_or(""))
 }
 
 /// An SSH interface: the session of the last accepted `ssh_auth` step and its shell, which
@@ -62,6 +75,7 @@ impl Link {
             // Locked: in use by an RTT pump, so not known closed.
             Link::Debug(d) => d.shared.try_lock().is_ok_and(|g| g.is_closed()),
             Link::Power(p) => p.is_closed(),
+            Link::Place(_) => false,
             Link::Ssh(p) => {
                 p.console.as_ref().is_some_and(Console::is_closed)
                     || p.session.as_ref().is_some_and(|s| s.is_closed())
@@ -90,7 +104,7 @@ impl Link {
                 Err(_) => d.pending = Some(t.clone()),
             },
             Link::Power(p) => p.set_transcript(t.clone()),
-            Link::Http(_) => {}
+            Link::Http(_) | Link::Place(_) => {}
             Link::Ssh(p) => {
                 if let Some(c) = p.console.as_mut() {
                     c.set_transcript(t.clone());
@@ -161,6 +175,7 @@ impl Device {
                 }
                 // Connected by its `ssh_auth` steps, one connection per login attempt.
                 Interface::Ssh(_) => Link::Ssh(SshPort::default()),
+                Interface::Labgrid(l) => self.open_labgrid(iface, l, timeout).await?,
             };
             self.links.insert(iface.to_string(), link);
         }
@@ -222,6 +237,70 @@ impl Device {
                 Link::Console(Console::open_tcp(iface, &addr, timeout, t).await?)
             }
         })
+    }
+
+    /// A console on a labgrid place: the place is acquired first (once per unit: the lease is
+    /// kept among the links until the device is dropped), then its serial port is looked up and
+    /// connected (again at every reconnection: the exporter may serve it on a new port).
+    async fn open_labgrid(
+        &mut self,
+        iface: &str,
+        l: &LabgridSpec,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        use crate::iface::labgrid::{self, LabgridClient, PlaceLease, PortProtocol};
+        let place = self.render_for(iface, &l.place)?;
+        let coordinator = match &l.coordinator {
+            Some(c) => Some(self.render_for(iface, c)?),
+            None => None,
+        };
+        let resource = match &l.resource {
+            Some(r) => Some(self.render_for(iface, r)?),
+            None => None,
+        };
+        let client = LabgridClient {
+            client: l.client.clone(),
+            coordinator: coordinator.clone(),
+        };
+        let t = self.transcript.clone();
+        let key = place_key(coordinator.as_deref(), &place);
+        // Held already (a reconnection): the place is asked about by the client that holds it.
+        let client = match self.links.get(&key) {
+            Some(Link::Place(lease)) => lease.client().clone(),
+            _ => {
+                let via = match &coordinator {
+                    Some(c) => format!("coordinator {c}"),
+                    None => "the default coordinator (LG_COORDINATOR)".to_string(),
+                };
+                t.note(format!(
+                    "{iface}: acquiring labgrid place {place} through {via}"
+                ));
+                let lease = PlaceLease::acquire(client, &place)
+                    .await
+                    .map_err(|e| open_error(iface, e.to_string()))?;
+                t.note(format!("{iface}: labgrid place {place} acquired"));
+                let client = lease.client().clone();
+                self.links.insert(key, Link::Place(lease));
+                client
+            }
+        };
+        let wait = timeout.max(labgrid::PORT_WAIT);
+        let port = labgrid::serial_port(&client, &place, resource.as_deref(), wait)
+            .await
+            .map_err(|e| open_error(iface, e.to_string()))?;
+        let how = match port.protocol {
+            PortProtocol::Rfc2217 => "RFC 2217",
+            PortProtocol::Raw => "raw TCP",
+        };
+        t.note(format!(
+            "{iface}: place {place}: serial port {} ({}) at {} ({how})",
+            port.name,
+            port.path,
+            port.address()
+        ));
+        Ok(Link::Console(
+            labgrid::open_console(iface, &port, l.baud, timeout, t).await?,
+        ))
     }
 
     /// An MQTT client on the embedded broker or the board's; the password (if any) becomes a
@@ -459,13 +538,14 @@ impl Device {
     }
 
     /// Drops the unit's links except `keep`, closing debug links first (bounded) so a probe
-    /// is released before anything opens it again (an RTT console on it ends with it).
+    /// is released before anything opens it again (an RTT console on it ends with it). Held
+    /// labgrid places stay held: they are the unit's, not a connection's.
     pub(super) async fn drop_links(&mut self, keep: Option<&str>) {
         let names: Vec<String> = self
             .links
-            .keys()
-            .filter(|n| Some(n.as_str()) != keep)
-            .cloned()
+            .iter()
+            .filter(|(n, l)| Some(n.as_str()) != keep && !matches!(l, Link::Place(_)))
+            .map(|(n, _)| n.clone())
             .collect();
         for name in names {
             if let Some(Link::Debug(d)) = self.links.remove(&name) {

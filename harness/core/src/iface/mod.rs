@@ -13,6 +13,7 @@ pub mod debug;
 pub mod flash;
 pub mod gdb;
 pub mod http;
+pub mod labgrid;
 pub mod modbus;
 pub mod mqtt;
 pub mod mqtt_probe;

@@ -35,6 +35,13 @@
 //!   `expect` fails with [`LinkError::Closed`], [`Console::is_closed`] turns true), when the
 //!   console is dropped, on a socket error, or when the server takes none of the harness's
 //!   bytes for [`WRITE_STALL`]; the reason is noted.
+//! - **RFC 2217 serial ports** (ser2net's `telnet(rfc2217)` accepter, as labgrid exporters run
+//!   it; see `iface/labgrid.rs`): with [`TelnetOptions::com_port`] set, the client offers
+//!   `WILL COM-PORT-OPTION` at once, takes the server's `DO` as agreement and then sends
+//!   `SET-BAUDRATE` (when a rate is given); the server's confirmation is noted. BINARY is
+//!   accepted both ways and data passes unchanged (only 0xff is escaped): a serial line gets the
+//!   recipe's bytes exactly as a tty would, with no CR/LF rewriting. Without `com_port` nothing of
+//!   this applies (COM-PORT-OPTION and BINARY are refused like any other option).
 
 use std::time::Duration;
 
@@ -68,11 +75,17 @@ const WONT: u8 = 252;
 const WILL: u8 = 251;
 const SB: u8 = 250;
 const SE: u8 = 240;
+const OPT_BINARY: u8 = 0;
 const OPT_ECHO: u8 = 1;
 const OPT_SGA: u8 = 3;
 const OPT_TIMING_MARK: u8 = 6;
 const OPT_TTYPE: u8 = 24;
 const OPT_NAWS: u8 = 31;
+/// RFC 2217.
+const OPT_COM_PORT: u8 = 44;
+/// RFC 2217 client command SET-BAUDRATE; the server's answer is this plus 100.
+const COM_SET_BAUDRATE: u8 = 1;
+const COM_SERVER_OFFSET: u8 = 100;
 const TTYPE_IS: u8 = 0;
 const TTYPE_SEND: u8 = 1;
 
@@ -84,15 +97,27 @@ pub struct TelnetOptions {
     /// Window size sent when the server asks for NAWS.
     pub columns: u16,
     pub rows: u16,
+    /// The server is a serial port over RFC 2217 (COM-PORT-OPTION): offer the option, set the
+    /// baud rate, and pass data unchanged (binary). `None` (the default): a login console.
+    pub com_port: Option<ComPort>,
+}
+
+/// RFC 2217 settings of a serial port reached over telnet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComPort {
+    /// Sent as SET-BAUDRATE once the server agreed to COM-PORT-OPTION; `None`: the port keeps
+    /// the rate its server configured.
+    pub baud: Option<u32>,
 }
 
 impl Default for TelnetOptions {
-    /// "vt100", 80 columns, 24 rows.
+    /// "vt100", 80 columns, 24 rows, no RFC 2217.
     fn default() -> Self {
         TelnetOptions {
             terminal: "vt100".into(),
             columns: 80,
             rows: 24,
+            com_port: None,
         }
     }
 }
@@ -127,6 +152,7 @@ pub async fn open_telnet(
         name: name.to_string(),
         transcript: transcript.clone(),
         negotiator: Negotiator::new(opts),
+        transparent: opts.com_port.is_some(),
     };
     tokio::spawn(pump.run(tcp_r, tcp_w, ours));
     Ok(Console::from_stream(name, theirs, transcript))
@@ -169,6 +195,10 @@ struct Negotiator {
     terminal: Vec<u8>,
     columns: u16,
     rows: u16,
+    /// RFC 2217 mode (see [`TelnetOptions::com_port`]).
+    com_port: Option<ComPort>,
+    /// SET-BAUDRATE (or the decision not to send it) is done.
+    com_port_set: bool,
 }
 
 /// The name of an option in notes.
@@ -235,7 +265,67 @@ impl Negotiator {
             },
             columns: opts.columns,
             rows: opts.rows,
+            com_port: opts.com_port.clone(),
+            com_port_set: false,
         }
+    }
+
+    /// What the client sends before the server says anything: `WILL COM-PORT-OPTION` in RFC
+    /// 2217 mode (RFC 2217: the client offers it), nothing otherwise.
+    fn opening(&mut self) -> Answer {
+        if self.com_port.is_none() {
+            return Answer::default();
+        }
+        self.us[usize::from(OPT_COM_PORT)].on = true;
+        self.answer(
+            vec![IAC, WILL, OPT_COM_PORT],
+            "telnet: WILL COM-PORT-OPTION (RFC 2217 serial port)".into(),
+        )
+    }
+
+    /// RFC 2217 mode: the server's DO/DONT COM-PORT-OPTION (its agreement to our offer, or its
+    /// own request, or a refusal). `None` when not in that mode or for other options.
+    fn com_port_command(&mut self, verb: u8, opt: u8, heard: &str) -> Option<Answer> {
+        let cfg = self.com_port.clone()?;
+        if opt != OPT_COM_PORT || !matches!(verb, DO | DONT) {
+            return None;
+        }
+        if verb == DONT {
+            let was_on = std::mem::replace(&mut self.us[usize::from(opt)].on, false);
+            if !was_on {
+                return Some(Answer::default());
+            }
+            // Our offer refused (RFC 1143: no reply to a refusal of our own request).
+            self.com_port_set = true;
+            return Some(Answer {
+                reply: Vec::new(),
+                note: Some(format!(
+                    "{heard}: the server does not take RFC 2217 commands; the port keeps its \
+                     configured baud rate"
+                )),
+            });
+        }
+        // DO: our offer was already made (the opening), so this agrees; no WILL is sent again.
+        self.us[usize::from(opt)].on = true;
+        if self.com_port_set {
+            return Some(Answer::default());
+        }
+        self.com_port_set = true;
+        Some(match cfg.baud {
+            Some(baud) => {
+                let mut reply = vec![IAC, SB, OPT_COM_PORT, COM_SET_BAUDRATE];
+                push_escaped(&mut reply, &baud.to_be_bytes());
+                reply.extend_from_slice(&[IAC, SE]);
+                self.answer(
+                    reply,
+                    format!("{heard} -> SB COM-PORT-OPTION SET-BAUDRATE {baud}"),
+                )
+            }
+            None => Answer {
+                reply: Vec::new(),
+                note: Some(format!("{heard}: baud rate left as the port has it")),
+            },
+        })
     }
 
     /// The NAWS subnegotiation with the window size.
@@ -273,6 +363,11 @@ impl Negotiator {
     /// The answer to `IAC verb opt`.
     fn command(&mut self, verb: u8, opt: u8) -> Answer {
         let heard = format!("telnet: server {} {}", verb_name(verb), option_name(opt));
+        if let Some(a) = self.com_port_command(verb, opt, &heard) {
+            return a;
+        }
+        // RFC 2217 mode: BINARY both ways, so bytes reach the serial line unchanged.
+        let binary = self.com_port.is_some() && opt == OPT_BINARY;
         match verb {
             DO | DONT => {
                 let enable = verb == DO;
@@ -295,6 +390,13 @@ impl Negotiator {
                     );
                 }
                 match opt {
+                    _ if binary => {
+                        self.us[usize::from(opt)].on = true;
+                        self.answer(
+                            vec![IAC, WILL, opt],
+                            format!("{heard} -> WILL {}", option_name(opt)),
+                        )
+                    }
                     OPT_SGA | OPT_NAWS | OPT_TTYPE => {
                         self.us[usize::from(opt)].on = true;
                         let mut reply = vec![IAC, WILL, opt];
@@ -329,6 +431,13 @@ impl Negotiator {
                     );
                 }
                 match opt {
+                    _ if binary => {
+                        self.him[usize::from(opt)].on = true;
+                        self.answer(
+                            vec![IAC, DO, opt],
+                            format!("{heard} -> DO {}", option_name(opt)),
+                        )
+                    }
                     OPT_ECHO | OPT_SGA => {
                         self.him[usize::from(opt)].on = true;
                         self.answer(
@@ -361,6 +470,22 @@ impl Negotiator {
             );
             return self.answer(reply, note);
         }
+        if opt == OPT_COM_PORT
+            && self.com_port.is_some()
+            && data.first() == Some(&(COM_SET_BAUDRATE + COM_SERVER_OFFSET))
+            && data.len() == 5
+        {
+            // The server's answer to SET-BAUDRATE: the rate now in effect. Other server
+            // notifications (line and modem state, flow control) are not noted: they may come
+            // often and carry nothing a recipe uses.
+            let rate = u32::from_be_bytes([data[1], data[2], data[3], data[4]]);
+            return Answer {
+                reply: Vec::new(),
+                note: Some(format!(
+                    "telnet: server SB COM-PORT-OPTION SET-BAUDRATE {rate} (in effect)"
+                )),
+            };
+        }
         Answer::default()
     }
 }
@@ -387,6 +512,8 @@ struct Decoder {
     sb: Vec<u8>,
     /// The current subnegotiation outgrew [`MAX_SUBNEGOTIATION`].
     sb_overflow: bool,
+    /// Binary data (RFC 2217 mode): `CR NUL` is not an NVT line end, the NUL is data.
+    transparent: bool,
 }
 
 impl Decoder {
@@ -395,6 +522,7 @@ impl Decoder {
             state: State::Data,
             sb: Vec::new(),
             sb_overflow: false,
+            transparent: false,
         }
     }
 
@@ -418,7 +546,7 @@ impl Decoder {
                 State::Data | State::Cr => match b {
                     IAC => State::Iac,
                     0 if self.state == State::Cr => State::Data,
-                    b'\r' => {
+                    b'\r' if !self.transparent => {
                         data.push(b);
                         State::Cr
                     }
@@ -498,10 +626,21 @@ impl Decoder {
 struct Encoder {
     /// The previous chunk ended with a CR not yet sent.
     pending_cr: bool,
+    /// Binary data (RFC 2217 mode): bytes pass unchanged, only 0xff is escaped.
+    transparent: bool,
 }
 
 impl Encoder {
     fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if self.transparent {
+            for &b in input {
+                out.push(b);
+                if b == IAC {
+                    out.push(IAC);
+                }
+            }
+            return;
+        }
         let mut rest = input;
         if self.pending_cr {
             self.pending_cr = false;
@@ -546,6 +685,8 @@ struct Pump {
     name: String,
     transcript: Transcript,
     negotiator: Negotiator,
+    /// RFC 2217 mode: binary data both ways.
+    transparent: bool,
 }
 
 /// Why the pump stopped.
@@ -561,14 +702,30 @@ impl Pump {
         let Pump {
             name,
             transcript,
-            negotiator,
+            mut negotiator,
+            transparent,
         } = self;
         let (io_r, io_w) = tokio::io::split(io);
         // Answers go from the reading side to the writing side; a server that does not read
         // them fills this channel, and then the reading side waits too.
         let (replies_tx, replies_rx) = mpsc::channel::<Vec<u8>>(16);
-        let down = downstream(tcp_r, io_w, negotiator, replies_tx, &transcript, &name);
-        let up = upstream(io_r, tcp_w, replies_rx);
+        let opening = negotiator.opening();
+        if let Some(n) = &opening.note {
+            transcript.note(format!("{}{n}", who(&name)));
+        }
+        if !opening.reply.is_empty() {
+            // The channel is empty: this cannot be full.
+            let _ = replies_tx.try_send(opening.reply);
+        }
+        let down = downstream(
+            tcp_r,
+            io_w,
+            negotiator,
+            replies_tx,
+            (&transcript, &name),
+            transparent,
+        );
+        let up = upstream(io_r, tcp_w, replies_rx, transparent);
         let end = tokio::select! {
             e = down => e,
             e = up => e,
@@ -586,10 +743,11 @@ async fn downstream(
     mut io: WriteHalf<DuplexStream>,
     mut neg: Negotiator,
     replies: mpsc::Sender<Vec<u8>>,
-    transcript: &Transcript,
-    name: &str,
+    (transcript, name): (&Transcript, &str),
+    transparent: bool,
 ) -> End {
     let mut dec = Decoder::new();
+    dec.transparent = transparent;
     let mut buf = vec![0u8; READ_CHUNK];
     let mut data = Vec::with_capacity(READ_CHUNK);
     let mut reply = Vec::new();
@@ -622,8 +780,12 @@ async fn upstream(
     mut io: ReadHalf<DuplexStream>,
     mut tcp: OwnedWriteHalf,
     mut replies: mpsc::Receiver<Vec<u8>>,
+    transparent: bool,
 ) -> End {
-    let mut enc = Encoder { pending_cr: false };
+    let mut enc = Encoder {
+        pending_cr: false,
+        transparent,
+    };
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out = Vec::with_capacity(2 * READ_CHUNK);
     let mut console_open = true;
@@ -728,6 +890,7 @@ mod tests {
             terminal: "xterm".into(),
             columns: 255,
             rows: 50,
+            ..TelnetOptions::default()
         });
         let mut dec = Decoder::new();
         let (_, r, _) = decode(
@@ -790,7 +953,10 @@ mod tests {
 
     #[test]
     fn encoder_line_ends_and_escapes() {
-        let mut enc = Encoder { pending_cr: false };
+        let mut enc = Encoder {
+            pending_cr: false,
+            transparent: false,
+        };
         let mut out = Vec::new();
         enc.encode(b"root\n", &mut out);
         enc.encode(b"a\r\nb\rc", &mut out);
@@ -809,5 +975,142 @@ mod tests {
             .concat()
         );
         assert!(enc.flush().is_empty());
+    }
+
+    #[test]
+    fn rfc2217_offers_com_port_and_sets_the_baud_rate_once() {
+        let opts = TelnetOptions {
+            com_port: Some(ComPort {
+                baud: Some(115_200),
+            }),
+            ..TelnetOptions::default()
+        };
+        let mut neg = Negotiator::new(&opts);
+        let mut dec = Decoder::new();
+        dec.transparent = true;
+        let open = neg.opening();
+        assert_eq!(open.reply, [IAC, WILL, OPT_COM_PORT]);
+        // ser2net's greeting: WILL SGA, DO SGA, WILL ECHO, DONT ECHO, DO BINARY, WILL BINARY,
+        // DO COM-PORT-OPTION; then the server's confirmation of the rate, then data.
+        let mut input = vec![
+            IAC,
+            WILL,
+            OPT_SGA,
+            IAC,
+            DO,
+            OPT_SGA,
+            IAC,
+            WILL,
+            OPT_ECHO,
+            IAC,
+            DONT,
+            OPT_ECHO,
+            IAC,
+            DO,
+            OPT_BINARY,
+            IAC,
+            WILL,
+            OPT_BINARY,
+            IAC,
+            DO,
+            OPT_COM_PORT,
+        ];
+        input.extend_from_slice(&[IAC, SB, OPT_COM_PORT, 101, 0, 1, 0xc2, 0, IAC, SE]);
+        input.extend_from_slice(b"a\r\0b\r\nlogin: ");
+        let (d, r, n) = decode(&mut neg, &mut dec, &input);
+        assert_eq!(d, b"a\r\0b\r\nlogin: ", "binary data passes unchanged");
+        assert_eq!(
+            r,
+            [
+                IAC,
+                DO,
+                OPT_SGA,
+                IAC,
+                WILL,
+                OPT_SGA,
+                IAC,
+                DO,
+                OPT_ECHO,
+                IAC,
+                WILL,
+                OPT_BINARY,
+                IAC,
+                DO,
+                OPT_BINARY,
+                IAC,
+                SB,
+                OPT_COM_PORT,
+                COM_SET_BAUDRATE,
+                0,
+                1,
+                0xc2,
+                0,
+                IAC,
+                SE
+            ]
+        );
+        assert!(
+            n.iter().any(|l| l.ends_with("SET-BAUDRATE 115200")),
+            "{n:?}"
+        );
+        assert!(n.iter().any(|l| l.contains("115200 (in effect)")), "{n:?}");
+        // A repeated DO changes nothing.
+        let (_, r, _) = decode(&mut neg, &mut dec, &[IAC, DO, OPT_COM_PORT]);
+        assert!(r.is_empty());
+        let mut enc = Encoder {
+            pending_cr: false,
+            transparent: true,
+        };
+        let mut out = Vec::new();
+        enc.encode(b"root\n\r", &mut out);
+        enc.encode(&[IAC], &mut out);
+        assert_eq!(out, [b"root\n\r".as_slice(), &[IAC, IAC]].concat());
+        assert!(!enc.pending_cr);
+    }
+
+    #[test]
+    fn rfc2217_refusal_and_plain_telnet_unchanged() {
+        let opts = TelnetOptions {
+            com_port: Some(ComPort { baud: None }),
+            ..TelnetOptions::default()
+        };
+        let mut neg = Negotiator::new(&opts);
+        let mut dec = Decoder::new();
+        neg.opening();
+        let (_, r, n) = decode(&mut neg, &mut dec, &[IAC, DONT, OPT_COM_PORT]);
+        assert!(r.is_empty(), "no reply to a refusal of our offer");
+        assert!(n[0].contains("keeps its configured baud rate"), "{n:?}");
+        // Without com_port: no opening, COM-PORT-OPTION and BINARY refused as before.
+        let mut neg = Negotiator::new(&TelnetOptions::default());
+        assert_eq!(neg.opening(), Answer::default());
+        let (_, r, _) = decode(
+            &mut neg,
+            &mut dec,
+            &[
+                IAC,
+                DO,
+                OPT_COM_PORT,
+                IAC,
+                DO,
+                OPT_BINARY,
+                IAC,
+                WILL,
+                OPT_BINARY,
+            ],
+        );
+        assert_eq!(
+            r,
+            [
+                IAC,
+                WONT,
+                OPT_COM_PORT,
+                IAC,
+                WONT,
+                OPT_BINARY,
+                IAC,
+                DONT,
+                OPT_BINARY
+            ]
+        );
     }
 }
