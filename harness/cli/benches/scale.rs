@@ -16,6 +16,9 @@
 //! - the merged report.html's size and the time of `hilsec report DIR` (re-rendering it from
 //!   the merged results.json).
 //!
+//! Times are sampled every 10 ms, so a process shorter than that (a small merge, a report)
+//! shows about 10 ms and may have no RSS sample (`?`).
+//!
 //! Sharding splits by model, so fleets are generated with enough models to keep 4 shards busy:
 //! 1 unit is one SimPlug S1 unit; from 3 units on, the fleet has min(12, max(4, N/8)) models
 //! (never more than N), the three simulated models in turn and, past three, copies of them
@@ -86,6 +89,15 @@ fn units_in(out: &Path) -> usize {
     let text = fs::read_to_string(out.join("results.json")).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     v["run"]["units"].as_array().map_or(0, |u| u.len())
+}
+
+/// Peak RSS in MB, or `?` when the process ended before the first 10 ms sample.
+fn rss(kib: u64) -> String {
+    if kib == 0 {
+        "? MB (ended before the first sample)".into()
+    } else {
+        format!("{:.1} MB", kib as f64 / 1024.0)
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -322,11 +334,11 @@ fn main() {
             shards_rss as f64 / 1024.0
         );
         println!(
-            "      merge {:>7.0} ms  (exit {}; CPU {:.2} s; peak RSS {:.1} MB); {}",
+            "      merge {:>7.0} ms  (exit {}; CPU {:.2} s; peak RSS {}); {}",
             ms(merge.wall),
             merge.code,
             merge.cpu.as_secs_f64(),
-            merge.peak_rss_kib as f64 / 1024.0,
+            rss(merge.peak_rss_kib),
             counts_line(&merged_facts)
         );
         println!(
@@ -349,9 +361,9 @@ fn main() {
             report_kib,
             match report_ms {
                 Some(t) => format!(
-                    "{t:.0} ms (CPU {:.2} s; peak RSS {:.1} MB)",
+                    "{t:.0} ms (CPU {:.2} s; peak RSS {})",
                     report.cpu.as_secs_f64(),
-                    report.peak_rss_kib as f64 / 1024.0
+                    rss(report.peak_rss_kib)
                 ),
                 None => format!("exit {}", report.code),
             }

@@ -389,27 +389,20 @@ fn cmd_run(args: RunArgs) -> i32 {
             return 2;
         }
     };
-    let boards = match load(&paths, LoadMode::Run) {
-        Ok(b) => b,
-        Err(code) => return code,
+    let boards = match args.shard {
+        None => match load(&paths, LoadMode::Run) {
+            Ok(b) => b,
+            Err(code) => return code,
+        },
+        Some(shard) => match load_shard(&paths, shard) {
+            Ok(b) => b,
+            Err(code) => return code,
+        },
     };
     if let Err(msg) = distinct_lease_keys(&boards) {
         eprintln!("hilsec run: {msg}");
         return 2;
     }
-    let boards = match args.shard {
-        Some(shard) => {
-            let total = boards.len();
-            let mine = shard.select(boards);
-            eprintln!(
-                "hilsec: shard {shard}: {} of {total} models ({} units)",
-                mine.len(),
-                mine.iter().map(|b| b.units.len()).sum::<usize>()
-            );
-            mine
-        }
-        None => boards,
-    };
     let baseline = match args.baseline.as_deref().map(read_baseline).transpose() {
         Ok(b) => b,
         Err(msg) => {
@@ -458,6 +451,42 @@ fn cmd_run(args: RunArgs) -> i32 {
         eprintln!("hilsec run: the embedded MQTT broker stopped during the run: {why}");
     }
     code
+}
+
+/// `run --shard I/N`: every file is loaded and checked as `check-board` does (so a broken file
+/// fails every shard alike, and every shard computes the same split), then only this shard's
+/// unit files are loaded for the run: a CI runner per bench needs only its own units' `env`
+/// secrets. Lease keys are checked across all shards.
+fn load_shard(paths: &[PathBuf], shard: shard::Shard) -> Result<Vec<Board>, i32> {
+    let all: Vec<Board> = load(paths, LoadMode::Check)?
+        .into_iter()
+        .filter(|b| !b.units.is_empty())
+        .collect();
+    if let Err(msg) = distinct_lease_keys(&all) {
+        eprintln!("hilsec run: {msg}");
+        return Err(2);
+    }
+    let (models, units) = (all.len(), all.iter().map(|b| b.units.len()).sum::<usize>());
+    let mine = shard.select(all);
+    let mut files: Vec<PathBuf> = Vec::new();
+    for b in &mine {
+        for u in &b.units {
+            if !files.contains(&u.source) {
+                files.push(u.source.clone());
+            }
+        }
+    }
+    let boards = if files.is_empty() {
+        Vec::new()
+    } else {
+        load(&files, LoadMode::Run)?
+    };
+    eprintln!(
+        "hilsec: shard {shard}: {} of {models} models ({} of {units} units)",
+        boards.len(),
+        boards.iter().map(|b| b.units.len()).sum::<usize>()
+    );
+    Ok(boards)
 }
 
 /// Two units of one run under one lease key would block each other (the second "held by" this

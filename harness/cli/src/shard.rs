@@ -69,7 +69,8 @@ fn assign(models: &[(&str, usize)], count: usize) -> Vec<usize> {
             .cmp(&models[a].1)
             .then_with(|| models[a].0.cmp(models[b].0))
     });
-    let mut load = vec![0usize; count];
+    // More shards than models: the extra ones stay empty (and N may be huge).
+    let mut load = vec![0usize; count.min(models.len()).max(1)];
     let mut out = vec![0usize; models.len()];
     for i in order {
         let (shard, _) = load
@@ -125,6 +126,8 @@ mod tests {
     #[test]
     fn more_shards_than_models_leaves_some_empty() {
         let a = assign(&[("a", 2), ("b", 2)], 4);
+        assert_eq!(a, vec![0, 1]);
+        let a = assign(&[("a", 2), ("b", 2)], usize::MAX);
         assert_eq!(a, vec![0, 1]);
     }
 }

@@ -65,8 +65,8 @@ pub struct RunMeta {
 /// One run that `hilsec merge` took in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergedRun {
-    /// The folder it was read from, as given on the command line.
-    pub dir: PathBuf,
+    /// The folder it was read from, as given on the command line (lossy UTF-8).
+    pub dir: String,
     pub shard: Option<String>,
     pub started: String,
     pub finished: String,

@@ -9,6 +9,7 @@
 //! the file is present in the output folder.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs;
 use std::path::{Component, Path};
 
 use hilsec_core::results::{ModelFindingRecord, ResultRecord, UnitMeta};
@@ -42,7 +43,28 @@ pub fn render(results: &ResultsFile, out: &Path) -> Result<String, ReportError> 
         .map_err(template_error)?;
     env.get_template(TEMPLATE_NAME)
         .and_then(|t| t.render(&page))
+        .map(without_control_characters)
         .map_err(template_error)
+}
+
+/// A device's bytes can reach messages; control characters other than tab and line breaks are
+/// not allowed in HTML, so each becomes U+FFFD (escaping does not cover them).
+fn without_control_characters(page: String) -> String {
+    if !page
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return page;
+    }
+    page.chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn template_error(e: minijinja::Error) -> ReportError {
@@ -459,7 +481,7 @@ impl<'a> Page<'a> {
                     .merged_from
                     .iter()
                     .map(|m| MergedView {
-                        dir: m.dir.display().to_string(),
+                        dir: m.dir.clone(),
                         shard: m.shard.as_deref(),
                         started: &m.started,
                         finished: &m.finished,
@@ -727,7 +749,18 @@ fn test_view<'a>(r: &'a ResultRecord, unit_anchor: &str, out: &Path) -> TestView
 fn evidence_href(ev: &str, out: &Path) -> Option<String> {
     let rel = Path::new(ev);
     let plain = rel.components().all(|c| matches!(c, Component::Normal(_)));
-    if ev.is_empty() || !plain || !out.join(rel).is_file() {
+    if ev.is_empty() || !plain {
+        return None;
+    }
+    // A regular file inside the folder: no link through a symbolic link out of it (a folder
+    // downloaded from elsewhere).
+    let path = out.join(rel);
+    let regular = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+    let inside = match (path.canonicalize(), out.canonicalize()) {
+        (Ok(p), Ok(o)) => p.starts_with(o),
+        _ => false,
+    };
+    if !regular || !inside {
         return None;
     }
     let segments: Vec<String> = rel
@@ -784,6 +817,7 @@ fn human_duration(ms: u64) -> String {
 #[derive(Default)]
 struct Anchors {
     used: HashMap<String, usize>,
+    issued: std::collections::HashSet<String>,
 }
 
 impl Anchors {
@@ -800,12 +834,19 @@ impl Anchors {
             .collect();
         slug.truncate(60);
         let base = format!("{kind}-{}", slug.trim_matches('-'));
+        // "x y" and "x-y" share a slug, and "x-y-2" is a name of its own: count up until the
+        // id was never issued.
         let n = self.used.entry(base.clone()).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            base
-        } else {
-            format!("{base}-{n}")
+        loop {
+            *n += 1;
+            let id = if *n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            if self.issued.insert(id.clone()) {
+                return id;
+            }
         }
     }
 }
@@ -1084,7 +1125,7 @@ mod tests {
         f.run.interrupted = true;
         f.run.shard = Some("2/4".into());
         f.run.merged_from = vec![MergedRun {
-            dir: PathBuf::from("shard-1"),
+            dir: "shard-1".into(),
             shard: Some("1/4".into()),
             started: "2026-01-01T00:00:00.000Z".into(),
             finished: "2026-01-01T00:02:00.000Z".into(),
@@ -1201,6 +1242,22 @@ mod tests {
         let mut a = Anchors::default();
         assert_eq!(a.make("unit", "Sim Cam #1"), "unit-sim-cam--1");
         assert_eq!(a.make("unit", "Sim Cam #1"), "unit-sim-cam--1-2");
+        // A name whose slug is an earlier duplicate's id gets an id of its own.
+        let mut a = Anchors::default();
+        let ids = [
+            a.make("model", "x y"),
+            a.make("model", "x-y"),
+            a.make("model", "x-y-2"),
+        ];
+        assert_eq!(
+            ids.len(),
+            ids.iter().collect::<std::collections::HashSet<_>>().len(),
+            "{ids:?}"
+        );
+        assert_eq!(
+            without_control_characters("a\x1b[31mb\n".into()),
+            "a\u{FFFD}[31mb\n"
+        );
     }
 
     fn tempfile_dir() -> TempDir {

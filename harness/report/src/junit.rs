@@ -4,9 +4,12 @@
 //!
 //! Unit identity travels as `<testsuite>` properties. Each test case carries its own properties
 //! (`provision`, once per provision; `verdict`; `unit`; `model`) and, in `<system-out>`, its
-//! verdict, message and evidence file as `[[ATTACHMENT|evidence/...]]`, the form GitLab's and
-//! Jenkins' test views turn into a link (the path is relative to the folder of junit.xml). The
-//! suite also keeps `provisions:<test>` properties for readers of earlier files.
+//! verdict, message and evidence file as `[[ATTACHMENT|<out>/evidence/...]]`, the form GitLab's
+//! and Jenkins' test views turn into a link. `<out>` is the output folder as hilsec was given
+//! it: GitLab resolves attachment paths from the project folder a job runs in, which is where
+//! CI runs hilsec (`--out results/shard-1`), and an absolute `--out` gives the absolute paths
+//! Jenkins' attachments plugin wants. The suite also keeps `provisions:<test>` properties for
+//! readers of earlier files.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,14 +24,15 @@ use crate::ReportError;
 
 /// Writes `<out>/junit.xml` for `results`.
 pub fn write(results: &ResultsFile, out: &Path) -> Result<(), ReportError> {
-    let report = build(results);
+    let report = build(results, out);
     write_atomically(&out.join("junit.xml"), |w| {
         report.serialize(w).map_err(std::io::Error::other)
     })
 }
 
-/// Builds the report (separate from writing, so tests can look at it).
-pub fn build(results: &ResultsFile) -> Report {
+/// Builds the report (separate from writing, so tests can look at it); evidence attachments
+/// are named under `out`.
+pub fn build(results: &ResultsFile, out_dir: &Path) -> Report {
     let mut report = Report::new("hilsec");
     report.set_time(Duration::from_millis(results.run.duration_ms));
     let units: HashMap<&str, &UnitMeta> = results
@@ -79,16 +83,19 @@ pub fn build(results: &ResultsFile) -> Report {
         tc.add_property(Property::new("verdict", r.verdict.as_str()));
         tc.add_property(Property::new("unit", r.board.as_str()));
         tc.add_property(Property::new("model", r.model.as_str()));
-        let mut out = format!(
+        let mut text = format!(
             "verdict: {}\nmessage: {}\nprovisions: {}\n",
             r.verdict,
             r.message,
             r.provisions.join("; ")
         );
         if let Some(e) = &r.evidence {
-            out.push_str(&format!("evidence: {e}\n[[ATTACHMENT|{e}]]\n"));
+            text.push_str(&format!(
+                "evidence: {e}\n[[ATTACHMENT|{}]]\n",
+                out_dir.join(e).display()
+            ));
         }
-        tc.set_system_out(out);
+        tc.set_system_out(text);
         suite.add_test_case(tc);
     }
     report.add_test_suites(suites);
@@ -186,7 +193,9 @@ mod tests {
     #[test]
     fn test_cases_carry_provisions_and_evidence_attachments() {
         let mut xml = Vec::new();
-        build(&results()).serialize(&mut xml).expect("xml");
+        build(&results(), Path::new("results/shard-1"))
+            .serialize(&mut xml)
+            .expect("xml");
         let xml = String::from_utf8(xml).expect("utf-8");
         let doc = roxmltree::Document::parse(&xml).expect("well-formed");
         let cases: Vec<_> = doc
@@ -206,7 +215,7 @@ mod tests {
             .and_then(|n| n.text())
             .expect("system-out");
         assert!(out
-            .contains("[[ATTACHMENT|evidence/sim-cam-1/password.universal-default-rejected.log]]"));
+            .contains("[[ATTACHMENT|results/shard-1/evidence/sim-cam-1/password.universal-default-rejected.log]]"));
         assert!(cases[0].descendants().any(|n| n.has_tag_name("failure")));
         // No evidence file, no attachment line.
         let out2 = cases[1]

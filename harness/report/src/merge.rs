@@ -63,8 +63,46 @@ pub enum MergeError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("--out {} is also an input; write the merged results to a folder of their own", out.display())]
-    OutIsInput { out: PathBuf },
+    #[error(
+        "model {model:?} has units in both {} and {}: a model's units must be judged in one run \
+         (the per-model tests compare them); shard with `run --shard I/N`, which keeps a \
+         model's units together",
+        first.display(), second.display()
+    )]
+    SplitModel {
+        model: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error(
+        "{} is shard {shard} but {} is shard {other}: merge the shards of one split (the same \
+         N everywhere, each index once)",
+        dir.display(), other_dir.display()
+    )]
+    MixedShards {
+        dir: PathBuf,
+        shard: String,
+        other_dir: PathBuf,
+        other: String,
+    },
+    #[error(
+        "--out {} is an input or inside one ({}); write the merged results to a folder of \
+         their own",
+        out.display(), input.display()
+    )]
+    OutIsInput { out: PathBuf, input: PathBuf },
+    #[error("{}: cannot read it: {source}; every input's evidence/ and journal.jsonl must be readable", path.display())]
+    UnreadableInput {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot copy evidence from {}: {source}", path.display())]
+    Copy {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -81,6 +119,8 @@ pub struct Merged {
     pub results: ResultsFile,
     /// Evidence files copied.
     pub evidence_files: usize,
+    /// What the merge could not vouch for, e.g. shards missing from a split.
+    pub warnings: Vec<String>,
 }
 
 /// One input, read and checked.
@@ -94,16 +134,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     if dirs.is_empty() {
         return Err(MergeError::NoInputs);
     }
-    if let Ok(out_canon) = out.canonicalize() {
-        if dirs
-            .iter()
-            .any(|d| d.canonicalize().is_ok_and(|c| c == out_canon))
-        {
-            return Err(MergeError::OutIsInput {
-                out: out.to_path_buf(),
-            });
-        }
-    }
+    refuse_out_in_inputs(dirs, out)?;
     let mut inputs = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let path = dir.join("results.json");
@@ -119,8 +150,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         });
     }
     check(&inputs)?;
+    let warnings = check_shards(&inputs)?;
     order_by_shard(&mut inputs);
+    for input in &inputs {
+        readable_input(&input.dir.join("evidence"), true)?;
+        readable_input(&input.dir.join("journal.jsonl"), false)?;
+    }
     let results = merged_results(&inputs);
+
+    // Nothing was written up to here; from now on a failure is the output's (exit 3).
 
     fs::create_dir_all(out).map_err(|source| MergeError::Write {
         path: out.to_path_buf(),
@@ -143,13 +181,119 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     Ok(Merged {
         results,
         evidence_files,
+        warnings,
     })
 }
 
-/// Same tool, version and schema everywhere; no unit twice.
+/// `--out` must be neither an input nor inside one (copying an input's evidence into itself
+/// would never end). An `--out` that does not exist yet is judged by its nearest existing
+/// ancestor.
+fn refuse_out_in_inputs(dirs: &[PathBuf], out: &Path) -> Result<(), MergeError> {
+    let mut existing = out.to_path_buf();
+    let mut rest = Vec::new();
+    let out_canon = loop {
+        if let Ok(c) = existing.canonicalize() {
+            break Some(rest.iter().rev().fold(c, |p: PathBuf, part| p.join(part)));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => break None,
+        }
+    };
+    let Some(out_canon) = out_canon else {
+        return Ok(());
+    };
+    for d in dirs {
+        if let Ok(c) = d.canonicalize() {
+            if out_canon.starts_with(&c) {
+                return Err(MergeError::OutIsInput {
+                    out: out.to_path_buf(),
+                    input: d.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An input's evidence folder or journal: absent is fine (a run with no evidence), present
+/// must be readable, checked before anything is written.
+fn readable_input(path: &Path, dir: bool) -> Result<(), MergeError> {
+    let result = if dir {
+        fs::read_dir(path).map(|_| ())
+    } else {
+        fs::File::open(path).and_then(|f| {
+            if f.metadata()?.is_file() {
+                Ok(())
+            } else {
+                Err(io::Error::other("not a regular file"))
+            }
+        })
+    };
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(MergeError::UnreadableInput {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Shards of one split: all say `I/N` with the same N and distinct I; inputs without a shard
+/// are whole runs of their own. Missing shards are a warning (a shard with no model writes an
+/// empty folder, so a missing one is more likely a lost job).
+fn check_shards(inputs: &[Input]) -> Result<Vec<String>, MergeError> {
+    let mut seen: Vec<(usize, usize, &Input)> = Vec::new();
+    for input in inputs {
+        let Some(shard) = input.results.run.shard.as_deref() else {
+            continue;
+        };
+        let parsed = shard
+            .split_once('/')
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+        let Some((index, count)) = parsed else {
+            continue;
+        };
+        if let Some((_, _, other)) = seen.iter().find(|(i, n, _)| *n != count || *i == index) {
+            return Err(MergeError::MixedShards {
+                dir: input.dir.clone(),
+                shard: shard.to_string(),
+                other_dir: other.dir.clone(),
+                other: other.results.run.shard.clone().unwrap_or_default(),
+            });
+        }
+        seen.push((index, count, input));
+    }
+    let mut warnings = Vec::new();
+    if let Some((_, count, _)) = seen.first() {
+        let missing: Vec<String> = (1..=*count)
+            .filter(|i| !seen.iter().any(|(j, _, _)| j == i))
+            .map(|i| format!("{i}/{count}"))
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "shards {} are not among the inputs: the merged results lack their models",
+                missing.join(", ")
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Same tool, version and schema everywhere; no unit twice, and no model in two inputs. A
+/// unit counts as an input's when its unit list, a test record or a per-model finding names it.
 fn check(inputs: &[Input]) -> Result<(), MergeError> {
     let first = &inputs[0];
-    let mut owner: HashMap<&str, &Path> = HashMap::new();
+    let mut unit_owner: HashMap<&str, &Path> = HashMap::new();
+    let mut model_owner: HashMap<&str, &Path> = HashMap::new();
     for input in inputs {
         let (a, b) = (&first.results.run, &input.results.run);
         if (&a.tool, &a.version, a.schema) != (&b.tool, &b.version, b.schema) {
@@ -162,10 +306,33 @@ fn check(inputs: &[Input]) -> Result<(), MergeError> {
                 writer: writer(b),
             });
         }
-        for unit in &b.units {
-            if let Some(prev) = owner.insert(unit.name.as_str(), input.dir.as_path()) {
+        let r = &input.results;
+        let mut units: Vec<&str> = b.units.iter().map(|u| u.name.as_str()).collect();
+        units.extend(r.tests.iter().map(|t| t.board.as_str()));
+        units.extend(
+            r.model_findings
+                .iter()
+                .flat_map(|f| f.units.iter().map(String::as_str)),
+        );
+        units.sort_unstable();
+        units.dedup();
+        for unit in units {
+            if let Some(prev) = unit_owner.insert(unit, input.dir.as_path()) {
                 return Err(MergeError::OverlappingUnits {
-                    unit: unit.name.clone(),
+                    unit: unit.to_string(),
+                    first: prev.to_path_buf(),
+                    second: input.dir.clone(),
+                });
+            }
+        }
+        let mut models: Vec<&str> = b.units.iter().map(|u| u.model.as_str()).collect();
+        models.extend(r.tests.iter().map(|t| t.model.as_str()));
+        models.sort_unstable();
+        models.dedup();
+        for model in models {
+            if let Some(prev) = model_owner.insert(model, input.dir.as_path()) {
+                return Err(MergeError::SplitModel {
+                    model: model.to_string(),
                     first: prev.to_path_buf(),
                     second: input.dir.clone(),
                 });
@@ -232,7 +399,7 @@ fn merged_results(inputs: &[Input]) -> ResultsFile {
         model_findings.extend(r.model_findings.iter().cloned());
         if r.run.merged_from.is_empty() {
             merged_from.push(MergedRun {
-                dir: input.dir.clone(),
+                dir: input.dir.to_string_lossy().into_owned(),
                 shard: r.run.shard.clone(),
                 started: r.run.started.clone(),
                 finished: r.run.finished.clone(),
@@ -269,8 +436,8 @@ fn copy_tree(from: &Path, to: &Path) -> Result<usize, MergeError> {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(source) => {
-            return Err(MergeError::Unreadable {
-                dir: from.to_path_buf(),
+            return Err(MergeError::Copy {
+                path: from.to_path_buf(),
                 source,
             })
         }
@@ -281,15 +448,20 @@ fn copy_tree(from: &Path, to: &Path) -> Result<usize, MergeError> {
     })?;
     let mut copied = 0;
     for entry in entries {
-        let entry = entry.map_err(|source| MergeError::Unreadable {
-            dir: from.to_path_buf(),
+        let entry = entry.map_err(|source| MergeError::Copy {
+            path: from.to_path_buf(),
             source,
         })?;
-        let kind = entry.file_type().map_err(|source| MergeError::Unreadable {
-            dir: entry.path(),
+        let kind = entry.file_type().map_err(|source| MergeError::Copy {
+            path: entry.path(),
             source,
         })?;
         let dest = to.join(entry.file_name());
+        if dest.exists() {
+            // Units are distinct, so their files are: a clash means a unit's evidence folder
+            // holds another's name. Keep the first rather than overwrite it silently.
+            continue;
+        }
         if kind.is_dir() {
             copied += copy_tree(&entry.path(), &dest)?;
         } else if kind.is_file() {
@@ -314,7 +486,12 @@ fn concat_journals(inputs: &[Input], path: &Path) -> Result<(), MergeError> {
             let mut file = match fs::File::open(&journal) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("reading {}: {e}", journal.display()),
+                    ))
+                }
             };
             let len = file.metadata()?.len();
             io::copy(&mut file, &mut w)?;
@@ -491,5 +668,38 @@ mod tests {
 
         let e = merge(&[s.0.join("nowhere")], &s.0.join("m3")).expect_err("missing");
         assert!(e.to_string().contains("results.json"), "{e}");
+
+        // Inside an input (its evidence folder): refused, nothing copied into the input.
+        let c = run_dir(&s.0, "c", "unit-c", Verdict::Pass, "2/2", "02");
+        let e = merge(&[a.clone(), c.clone()], &a.join("evidence/merged")).expect_err("inside");
+        assert!(matches!(e, MergeError::OutIsInput { .. }), "{e}");
+        assert!(!a.join("evidence/merged").exists());
+    }
+
+    #[test]
+    fn refuses_a_model_split_over_inputs_and_mixed_splits() {
+        let s = Scratch::new("split");
+        let a = run_dir(&s.0, "a", "unit-a", Verdict::Pass, "1/2", "00");
+        let b = run_dir(&s.0, "b", "unit-b", Verdict::Pass, "2/2", "01");
+        // unit-b's records say it is of unit-a's model.
+        let path = b.join("results.json");
+        let text = fs::read_to_string(&path)
+            .expect("read")
+            .replace("model of unit-b", "model of unit-a");
+        fs::write(&path, text).expect("write");
+        let e = merge(&[a.clone(), b], &s.0.join("m1")).expect_err("split model");
+        assert!(matches!(e, MergeError::SplitModel { .. }), "{e}");
+
+        let c = run_dir(&s.0, "c", "unit-c", Verdict::Pass, "1/3", "01");
+        let e = merge(&[a.clone(), c], &s.0.join("m2")).expect_err("mixed");
+        assert!(matches!(e, MergeError::MixedShards { .. }), "{e}");
+
+        // A missing shard is a warning, not a refusal.
+        let merged = merge(std::slice::from_ref(&a), &s.0.join("m3")).expect("one of two");
+        assert!(
+            merged.warnings.iter().any(|w| w.contains("2/2")),
+            "{:?}",
+            merged.warnings
+        );
     }
 }
