@@ -30,7 +30,7 @@ use std::time::Duration;
 use common::*;
 
 /// The password suite's tests (3 per unit, 5 per model, each recorded on every unit).
-const PASSWORD_TESTS: usize = 8;
+const PASSWORD_TESTS: usize = 10;
 
 /// Targets of the issue (64 and 256 units) and of the earlier 6-unit bench. `None`: no target.
 struct Targets {

@@ -32,7 +32,8 @@ impl LeaseArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum LeaseCommand {
     /// List the leases of this host's lease folder: key, holder, host, pid, since, expires,
-    /// state (held, stale: its holder died, expired: its holder stopped renewing, free).
+    /// state (held, stale: its holder died, expired: its holder stopped renewing, free,
+    /// unknown: its lock could not be examined).
     List {
         /// One JSON object per lease.
         #[arg(long)]
@@ -79,15 +80,17 @@ fn table(dir: &std::path::Path, entries: &[LeaseEntry]) -> String {
         .map(|e| {
             let r = e.record.as_ref();
             let field = |f: &dyn Fn(&lease::LeaseRecord) -> String| r.map(f).unwrap_or("-".into());
+            // Records are written by whoever can write the folder: no escape sequences of
+            // theirs reach the terminal.
             [
-                e.key.clone(),
-                field(&|r| r.holder.clone()),
-                field(&|r| r.host.clone()),
+                printable(&e.key),
+                field(&|r| printable(&r.holder)),
+                field(&|r| printable(&r.host)),
                 r.map(|r| r.pid.to_string())
                     .or(e.lock_pid.map(|p| p.to_string()))
                     .unwrap_or("-".into()),
-                field(&|r| r.started.clone()),
-                field(&|r| r.expires.clone()),
+                field(&|r| printable(&r.started)),
+                field(&|r| printable(&r.expires)),
                 e.state.to_string(),
             ]
         })
@@ -116,4 +119,45 @@ fn table(dir: &std::path::Path, entries: &[LeaseEntry]) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// `text` without control characters (C0, DEL, C1: escape sequences among them), each shown
+/// as `?`; empty as `-`.
+fn printable(text: &str) -> String {
+    if text.is_empty() {
+        return "-".into();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_fields_reach_the_table_without_control_characters() {
+        let record = lease::LeaseRecord {
+            key: "bench/\u{1b}]0;pwned\u{7}a".into(),
+            holder: "eve\u{1b}[2J".into(),
+            host: "h\u{9b}31mred\r".into(),
+            pid: 42,
+            pid_start: None,
+            started: "2026-12-02T10:02:11Z\u{1b}[1A".into(),
+            expires: "2026-12-02T10:12:11Z".into(),
+            out: None,
+            command: Some("hilsec run \u{1b}[5m".into()),
+        };
+        let entry = LeaseEntry {
+            key: record.key.clone(),
+            state: lease::LeaseState::Held,
+            record: Some(record),
+            lock_pid: None,
+            lock_file: PathBuf::from("/tmp/x.lock"),
+        };
+        let t = table(std::path::Path::new("/tmp"), &[entry]);
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("eve?[2J") && t.contains("h?31mred?"), "{t}");
+    }
 }

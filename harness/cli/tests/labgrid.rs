@@ -300,8 +300,19 @@ fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The board file: SimPlug's console recipes on a labgrid place.
-fn board(dir: &Path, client: &Path, coordinator: &str, place: &str) -> PathBuf {
+/// The board file: SimPlug's console recipes on a labgrid place (serial port `resource`, when
+/// given; written as `file`).
+fn board(
+    dir: &Path,
+    file: &str,
+    client: &Path,
+    coordinator: &str,
+    place: &str,
+    resource: Option<&str>,
+) -> PathBuf {
+    let resource = resource
+        .map(|r| format!("resource = \"{r}\"\n"))
+        .unwrap_or_default();
     let text = format!(
         r#"# SimPlug S1 reached through a labgrid place (harness/cli/tests/labgrid.rs).
 [model]
@@ -318,7 +329,7 @@ kind = "labgrid"
 place = "{{unit.place}}"
 coordinator = "{coordinator}"
 client = "{client}"
-baud = 115200
+{resource}baud = 115200
 timeout = "5s"
 
 [actions.login]
@@ -350,7 +361,7 @@ vars = {{ place = "{place}" }}
 "#,
         client = client.display()
     );
-    let path = dir.join("labgrid-plug.toml");
+    let path = dir.join(file);
     fs::write(&path, text).expect("write board");
     path
 }
@@ -446,7 +457,14 @@ fn a_labgrid_place_is_acquired_used_as_console_and_released() {
     assert!(show("before").contains("acquired: None"));
 
     // 1. A run on the place: the positive-control login over the place's console.
-    let board_file = board(dir, &bin.join("labgrid-client"), &coordinator, &place);
+    let board_file = board(
+        dir,
+        "labgrid-plug.toml",
+        &bin.join("labgrid-client"),
+        &coordinator,
+        &place,
+        None,
+    );
     let board_s = board_file.to_str().expect("utf-8");
     let check = hilsec(&["check-board", board_s], dir, Duration::from_secs(30));
     assert_eq!(
@@ -578,6 +596,69 @@ fn a_labgrid_place_is_acquired_used_as_console_and_released() {
         after.contains("acquired: None"),
         "the place is still acquired after an interrupted run:\n{after}"
     );
+
+    // 4. A serial port that is not there (a typo in `resource`): the unit's tests are `error`
+    //    naming the ports the place has, and the place is given back as soon as no console
+    //    could be opened on it, not held until the unit is done.
+    let bad_board = board(
+        dir,
+        "labgrid-plug-typo.toml",
+        &bin.join("labgrid-client"),
+        &coordinator,
+        &place,
+        Some("uart9"),
+    );
+    let out4 = dir.join("results-typo");
+    let out4_s = out4.to_str().expect("utf-8");
+    let run = hilsec(
+        &[
+            "run",
+            "--board",
+            bad_board.to_str().expect("utf-8"),
+            "--suite",
+            "password",
+            "--test",
+            "password.unit-password-accepted",
+            "--out",
+            out4_s,
+        ],
+        dir,
+        Duration::from_secs(120),
+    );
+    assert_eq!(run.code(), 3, "an error, no fail; stderr: {}", run.stderr);
+    let results = common::results(&out4);
+    let rec = record(&results, "lg-plug-1", "password.unit-password-accepted");
+    assert_eq!(rec["verdict"], "error", "{rec}");
+    let msg = rec["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("no serial port named \"uart9\" (it has: RawSerialPort)"),
+        "the message names the place's ports: {msg}"
+    );
+    let evidence: String = files_under(&out4.join("evidence"))
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    for want in [
+        format!("labgrid place {place} acquired"),
+        format!("no console on labgrid place {place}; releasing the place"),
+        format!("labgrid place {place} released"),
+    ] {
+        assert!(
+            evidence.contains(&want),
+            "evidence lacks {want:?}:\n{evidence}"
+        );
+    }
+    assert!(
+        !run.stderr.contains("may still be acquired"),
+        "stderr: {}",
+        run.stderr
+    );
+    let after = show("after the run with a wrong resource");
+    assert!(
+        after.contains("acquired: None"),
+        "the place is still acquired:\n{after}"
+    );
+
     drop(exp);
     drop(coord);
     drop(unit);

@@ -348,3 +348,137 @@ fn a_killed_holder_is_listed_stale_and_recovered_by_the_next_run() {
     let listed = list_json(tmp.path(), &leases);
     assert_eq!(listed[0]["state"], "free", "{listed:?}");
 }
+
+/// A SimPlug board of the repository's first two units, renamed `names`, taking `leases`.
+fn two_unit_board(dir: &Path, names: [&str; 2], leases: [&str; 2]) -> PathBuf {
+    let text = fs::read_to_string(repo_root().join("boards/sim/simplug-s1.toml")).expect("board");
+    let mut parts = text.split("\n[[unit]]\n");
+    let head = parts.next().expect("model part");
+    let mut out = rebase_fixture_paths(head);
+    for (i, unit) in parts.take(2).enumerate() {
+        let old = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("unit name");
+        let unit = unit.replace(
+            &format!("name = \"{old}\""),
+            &format!("name = \"{}\"", names[i]),
+        );
+        out.push_str(&format!(
+            "\n[[unit]]\n{}\nlease = \"{}\"\n",
+            unit.trim_end(),
+            leases[i]
+        ));
+    }
+    let path = dir.join(format!("{}.toml", names[0]));
+    fs::write(&path, out).expect("write board");
+    path
+}
+
+/// Two runs sharing two units, which list them in opposite orders (L1, L2 / L2, L1), started
+/// together: each takes its leases in the same global order, so they never wait for each
+/// other in a cycle; one runs, then the other, and neither ends in `error`.
+#[test]
+fn two_runs_sharing_units_in_opposite_orders_run_one_after_the_other() {
+    require_simdev();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let leases = tmp.path().join("leases");
+    let (l1, l2) = ("bench-t/shared-1", "bench-t/shared-2");
+    let board_a = two_unit_board(tmp.path(), ["dl-a1", "dl-a2"], [l1, l2]);
+    let board_b = two_unit_board(tmp.path(), ["dl-b1", "dl-b2"], [l2, l1]);
+    // Twice: which unit of a run went first was up to the scheduler, so an unordered runner
+    // deadlocked in about three rounds of four.
+    for round in 0..2 {
+        opposite_orders_round(tmp.path(), round, &leases, [l1, l2], [&board_a, &board_b]);
+    }
+}
+
+fn opposite_orders_round(
+    tmp: &Path,
+    round: usize,
+    leases: &Path,
+    [l1, l2]: [&str; 2],
+    [board_a, board_b]: [&Path; 2],
+) {
+    let (out_a, out_b) = (
+        tmp.join(format!("out-a{round}")),
+        tmp.join(format!("out-b{round}")),
+    );
+    let (dir_a, dir_b) = (
+        tmp.join(format!("run-a{round}")),
+        tmp.join(format!("run-b{round}")),
+    );
+    fs::create_dir_all(&dir_a).expect("dir");
+    fs::create_dir_all(&dir_b).expect("dir");
+    // Both keys held here until both runs wait, then freed at once. One unit at a time: before
+    // ordered acquisition each run then took its first unit's lease (A: L1, B: L2 when the
+    // scheduler picked those first), ran that unit, kept its lease and waited for the other
+    // run's, until --lease-wait ran out for both.
+    let held = [l1, l2].map(|k| {
+        match lease::try_acquire(leases, k, &LeaseSettings::default()).expect("lease dir") {
+            Attempt::Acquired { lease, .. } => lease,
+            Attempt::Held(h) => panic!("already held by {}", h.describe()),
+        }
+    });
+    let extra = ["--lease-wait", "300s", "--jobs", "1"];
+    let a = spawn(&run_args(board_a, &out_a, leases, &extra), &dir_a);
+    let b = spawn(&run_args(board_b, &out_b, leases, &extra), &dir_b);
+    let t0 = Instant::now();
+    for run in [&a, &b] {
+        while !fs::read_to_string(&run.stderr)
+            .unwrap_or_default()
+            .contains("waiting for dl-")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "no waiting line; stderr:\n{}",
+                fs::read_to_string(&run.stderr).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Every unit that would try a lease now has tried once.
+    std::thread::sleep(Duration::from_secs(1));
+    drop(held);
+    let (a, b) = (
+        a.finish(Duration::from_secs(600)),
+        b.finish(Duration::from_secs(600)),
+    );
+    for (done, out, units) in [
+        (&a, &out_a, ["dl-a1", "dl-a2"]),
+        (&b, &out_b, ["dl-b1", "dl-b2"]),
+    ] {
+        assert_eq!(done.code(), 0, "{}\n{}", done.stdout, done.stderr);
+        let res = results(out);
+        for u in units {
+            let recs = unit_records(&res, u);
+            assert!(!recs.is_empty(), "no record of {u}");
+            for r in recs {
+                assert_eq!(r["verdict"], "pass", "{r}\n{}", done.stderr);
+            }
+        }
+    }
+    // One after the other: the runs' spans of tests do not overlap.
+    let span = |out: &Path| {
+        let res = results(out);
+        let mut spans = res["tests"].as_array().expect("tests").iter().map(|r| {
+            let t = parse_time(r["started_at"].as_str().expect("started_at"));
+            (
+                t,
+                t + Duration::from_millis(r["duration_ms"].as_u64().expect("ms")),
+            )
+        });
+        let first = spans.next().expect("a record");
+        spans.fold(first, |(a0, a1), (b0, b1)| (a0.min(b0), a1.max(b1)))
+    };
+    let ((a0, a1), (b0, b1)) = (span(&out_a), span(&out_b));
+    assert!(
+        b0 >= a1 || a0 >= b1,
+        "the runs drove the shared units at once: {a0:?}..{a1:?} / {b0:?}..{b1:?}"
+    );
+    // Both leases are free again.
+    let listed = list_json(tmp, leases);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|e| e["state"] == "free"), "{listed:?}");
+}

@@ -9,34 +9,47 @@
 //! Files in the lease directory ([`lease_dir`]), per lease key (the unit's `lease`, else
 //! `<model>/<unit name>`), sanitised into a file-name stem by [`file_stem`]:
 //!
-//! - `<stem>.lock`: a file holding the key, which the holder keeps `flock(LOCK_EX)`ed for as long as it holds
-//!   the unit. The kernel releases that lock when the process ends, however it ends (SIGKILL
-//!   included). The file is never deleted: deleting a lock file would let two processes lock two
-//!   different files of one name.
+//! - `<stem>.lock`: a file holding the key, which the holder keeps `flock(LOCK_EX)`ed for as long
+//!   as it holds the unit. The kernel releases that lock when the process ends, however it ends
+//!   (SIGKILL included). The file is never deleted: deleting a lock file would let two processes
+//!   lock two different files of one name.
 //! - `<stem>.json`: the lease record ([`LeaseRecord`]): who holds the unit (user, host, pid),
 //!   since when, until when, the key, the run's output folder and command line. The holder
-//!   writes it (replacing it atomically) when it takes the lease and at every renewal, and
-//!   removes it when it releases the lease, before unlocking.
+//!   writes it in place (never through a temporary file, never following a symlink) while it
+//!   holds the lock, when it takes the lease and at every renewal, and removes it (or, when the
+//!   sticky directory forbids that, empties it) when it releases the lease, before unlocking. A
+//!   reader may catch it half written: an unreadable record counts as no record.
 //!
 //! **Staleness rule.** On one host the kernel's lock is the truth: a lock held is held (even
 //! when its record has expired: `hilsec lease list` then shows the holder as `expired`, a run
 //! that stopped renewing, i.e. one that hangs, for someone to stop), and a lock that could be
-//! taken is free. A record left beside a free lock is a holder that did not release: it is
-//! stale, recovered with a note ("which had died" when its pid is gone; "which had expired"
+//! taken is free. A readable record left beside a free lock is a holder that did not release: it
+//! is stale, recovered with a note ("which had died" when its pid is gone; "which had expired"
 //! when its expiry passed). Across hosts sharing the directory (where a file system may not
-//! carry `flock` from host to host), the record is what excludes: a record of another host whose
-//! expiry has not passed holds the unit; once it has passed (the holder stopped renewing: it
-//! died or hangs), the lease is stale and recovered. The holder renews its record every
-//! [`LeaseSettings::renew_every`] (default 1 minute) to `now + ttl` (default 10 minutes), so a
-//! hung holder elsewhere is seen as stale at most `ttl` after its last renewal.
+//! carry `flock` from host to host), the record is what excludes, **best effort only**: a record
+//! of another host whose expiry has not passed holds the unit; once it has passed (the holder
+//! stopped renewing: it died or hangs), the lease is stale and recovered. The holder renews its
+//! record every [`LeaseSettings::renew_every`] (default 1 minute) to `now + ttl` (default 10
+//! minutes), so a hung holder elsewhere is seen as stale at most `ttl` after its last renewal.
+//! Renewal and release touch the record only while it still names this holder, and a run that
+//! took a lease re-reads the record after writing it and gives the lease up when another
+//! holder's record is there; two hosts that recover one stale lease at the same instant can
+//! still both win.
 //!
-//! The directory is created world-writable (0777, without the sticky bit, so the next holder
-//! can replace a record another user's crashed run left); files are 0644. Every wait is
-//! bounded: taking a lock never blocks (`LOCK_NB`), waiting for a held unit polls at most until
-//! [`LeaseSettings::wait`] has passed.
+//! A run takes the leases of all its units before any unit starts, in the sorted order of their
+//! keys (every run uses that order, so two runs never wait for each other in a cycle), each with
+//! what is left of [`LeaseSettings::wait`].
+//!
+//! The directory is created world-writable with the sticky bit (1777, like `/tmp`: nobody
+//! replaces or removes another user's files); the lock and record files are made 0666, so the
+//! next holder, of any user, can lock the lock file and rewrite the record in place. Files are
+//! opened with `O_NOFOLLOW`, and created with `O_EXCL`, so a symlink planted in the directory
+//! makes a run fail rather than write through it. Every wait is bounded: taking a lock never
+//! blocks (`LOCK_NB`), waiting for a held unit polls at most until [`LeaseSettings::wait`] has
+//! passed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write as _};
+use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -95,11 +108,14 @@ pub enum LeaseError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write the lease record {}: {source}; check the lease directory's permissions (it should be 0777)", path.display())]
+    #[error("cannot write the lease record {}: {source}; check the lease directory's permissions (it should be 1777) and that the record is a plain file (not a symlink)", path.display())]
     Record {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The record on disk names another holder (another host recovered the lease as stale).
+    #[error("the lease record {} now names {by}, not this run; left as it is", path.display())]
+    Taken { path: PathBuf, by: String },
 }
 
 /// The lease key of a unit, when it takes a lease: a physical unit always (its `lease`, else
@@ -201,10 +217,15 @@ pub enum Liveness {
 
 impl LeaseRecord {
     /// "alice@bench2 pid 4242 since 2026-12-02T10:02:11Z".
+    /// Control characters of the record (anyone who can write the folder writes it) are shown
+    /// as `?`.
     pub fn describe(&self) -> String {
         format!(
             "{}@{} pid {} since {}",
-            self.holder, self.host, self.pid, self.started
+            printable(&self.holder),
+            printable(&self.host),
+            self.pid,
+            printable(&self.started)
         )
     }
 
@@ -215,6 +236,15 @@ impl LeaseRecord {
     /// An unreadable expiry counts as expired: such a record cannot hold a unit forever.
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires_at().is_none_or(|t| t <= now)
+    }
+
+    /// Whether `other` is the record of the same holder's same lease (its expiry aside).
+    pub fn same_holder(&self, other: &LeaseRecord) -> bool {
+        self.key == other.key
+            && self.host == other.host
+            && self.pid == other.pid
+            && self.pid_start == other.pid_start
+            && self.started == other.started
     }
 
     pub fn on_this_host(&self) -> bool {
@@ -268,8 +298,13 @@ impl HeldBy {
                     .lock_pid
                     .is_none_or(|p| p == r.pid || r.liveness() != Liveness::Dead) =>
             {
-                let since = r.started.get(11..19).unwrap_or(&r.started);
-                format!("{}@{} pid {} since {since}", r.holder, r.host, r.pid)
+                let since = printable(r.started.get(11..19).unwrap_or(&r.started));
+                format!(
+                    "{}@{} pid {} since {since}",
+                    printable(&r.holder),
+                    printable(&r.host),
+                    r.pid
+                )
             }
             _ => self.describe(),
         }
@@ -374,6 +409,16 @@ impl Inner {
         if st.released {
             return Ok(());
         }
+        // Only our own record is rewritten: another host may have recovered the lease.
+        let path = self.record_path();
+        if let Some(on_disk) = read_record(&path) {
+            if !on_disk.same_holder(&st.record) {
+                return Err(LeaseError::Taken {
+                    path,
+                    by: on_disk.describe(),
+                });
+            }
+        }
         st.record.expires = rfc3339(SystemTime::now() + self.ttl);
         write_record(&self.dir, &self.stem, &st.record)
     }
@@ -387,8 +432,17 @@ impl Inner {
             return;
         }
         st.released = true;
-        // The record first: once the lock is free, a record beside it means a crash.
-        let _ = fs::remove_file(self.record_path());
+        // The record first: once the lock is free, a record beside it means a crash. Only our
+        // own: another host may have recovered the lease.
+        let path = self.record_path();
+        if read_record(&path).is_some_and(|r| r.same_holder(&st.record))
+            && fs::remove_file(&path).is_err()
+        {
+            // Another user's file in the sticky directory: emptied (an empty record is none).
+            if let Ok(f) = open_file(&path, true) {
+                let _ = f.set_len(0);
+            }
+        }
         let _ = rustix::fs::flock(&self.file, rustix::fs::FlockOperation::Unlock);
     }
 }
@@ -405,7 +459,19 @@ pub fn try_acquire(dir: &Path, key: &str, s: &LeaseSettings) -> Result<Attempt, 
         use std::os::unix::fs::FileExt as _;
         let _ = file.write_all_at(format!("{key}\n").as_bytes(), 0);
     }
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+    // A `hilsec lease list` probe holds a free lock for an instant: tried thrice.
+    let mut locked = Err(rustix::io::Errno::WOULDBLOCK);
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        locked = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if !matches!(locked, Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR)
+        {
+            break;
+        }
+    }
+    match locked {
         Ok(()) => {}
         Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
             return Ok(Attempt::Held(HeldBy {
@@ -444,10 +510,7 @@ pub fn try_acquire(dir: &Path, key: &str, s: &LeaseSettings) -> Result<Attempt, 
                 prev.describe()
             ))
         }
-        None if record_path.exists() => Some(format!(
-            "recovered a stale lease whose record {} was unreadable (lease {key})",
-            record_path.display()
-        )),
+        // No record, or an unreadable one (emptied at release, half written): free.
         None => None,
     };
     let record = LeaseRecord {
@@ -466,13 +529,26 @@ pub fn try_acquire(dir: &Path, key: &str, s: &LeaseSettings) -> Result<Attempt, 
         }),
         command: Some(command_line()),
     };
-    if let Err(e) = write_record(dir, &stem, &record) {
-        // The lock is what excludes on this host: the unit is ours, but say what is missing.
-        let note = format!("the lease record could not be written ({e}); `hilsec lease list` cannot name this run as the holder");
-        recovered = Some(match recovered {
-            Some(r) => format!("{r}; {note}"),
-            None => note,
-        });
+    match write_record(dir, &stem, &record) {
+        Err(e) => {
+            // The lock is what excludes on this host: the unit is ours, but say what is missing.
+            let note = format!("the lease record could not be written ({e}); `hilsec lease list` cannot name this run as the holder");
+            recovered = Some(match recovered {
+                Some(r) => format!("{r}; {note}"),
+                None => note,
+            });
+        }
+        Ok(()) => {
+            // Another host may have recovered the same stale lease at the same time (its lock
+            // does not reach this host): whoever's record is there holds the unit.
+            if let Some(other) = read_record(&record_path).filter(|r| !r.same_holder(&record)) {
+                return Ok(Attempt::Held(HeldBy {
+                    key: key.to_string(),
+                    record: Some(other),
+                    lock_pid: None,
+                }));
+            }
+        }
     }
     let inner = Arc::new(Inner {
         file,
@@ -504,7 +580,15 @@ pub async fn acquire(
 ) -> Result<Attempt, LeaseError> {
     let t0 = Instant::now();
     loop {
-        match try_acquire(dir, key, s)? {
+        // File I/O (and a lock probe's short retry) off the runtime's worker threads.
+        let (d, k, st) = (dir.to_path_buf(), key.to_string(), s.clone());
+        let attempt = tokio::task::spawn_blocking(move || try_acquire(&d, &k, &st))
+            .await
+            .map_err(|e| LeaseError::Lock {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        match attempt {
             Attempt::Held(h) if t0.elapsed() < s.wait => {
                 let left = s.wait.saturating_sub(t0.elapsed());
                 waiting(&h, left);
@@ -523,7 +607,8 @@ fn start_renewal(inner: Weak<Inner>, every: Duration) -> Option<Renewal> {
                 tokio::time::sleep(every).await;
                 match inner.upgrade() {
                     Some(i) => {
-                        let _ = i.renew();
+                        // File I/O off the runtime's worker threads.
+                        let _ = tokio::task::spawn_blocking(move || i.renew()).await;
                     }
                     None => break,
                 }
@@ -548,46 +633,96 @@ fn start_renewal(inner: Weak<Inner>, every: Duration) -> Option<Renewal> {
         .map(|_| Renewal::Thread(tx))
 }
 
-/// The lease directory, created (world-writable) when missing.
+/// The lease directory, created (world-writable, sticky: 1777) when missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), LeaseError> {
     let err = |source| LeaseError::Dir {
         dir: dir.to_path_buf(),
         source,
     };
     if !dir.is_dir() {
-        match fs::create_dir(dir) {
-            Ok(()) => {
-                // Every user of the bench takes leases here (no sticky bit: the next holder
-                // replaces a record another user's crashed run left).
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(err)?;
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        let created = match fs::create_dir(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 fs::create_dir_all(dir).map_err(err)?;
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(err)?;
+                true
             }
             Err(e) => return Err(err(e)),
+        };
+        if created {
+            // Every user of the bench takes leases here; the sticky bit keeps each user's
+            // files from being replaced or removed by another (records are rewritten in place).
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o1777)).map_err(err)?;
+        }
+    } else if let Ok(m) = fs::symlink_metadata(dir) {
+        // Made 0777 by an older hilsec: sticky now, when it is ours to change.
+        if m.is_dir()
+            && m.mode() & 0o1777 == 0o777
+            && m.uid() == rustix::process::geteuid().as_raw()
+        {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o1777));
         }
     }
     Ok(())
 }
 
+/// Flags for every file of the lease directory: never through a symlink, never blocking on a
+/// FIFO planted there, not inherited by child processes.
+fn open_flags() -> i32 {
+    use rustix::fs::OFlags;
+    (OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32
+}
+
+/// Opens an existing file of the lease directory: a regular file, never through a symlink.
+fn open_existing(path: &Path, write: bool) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(open_flags())
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    // Ours but not 0666 (an older hilsec, or the umask): another user's run must use it too.
+    if write && meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o777 != 0o666 {
+        let _ = f.set_permissions(fs::Permissions::from_mode(0o666));
+    }
+    Ok(f)
+}
+
+/// Opens a file of the lease directory (see [`open_existing`]), creating it when missing:
+/// `O_EXCL` (a symlink planted meanwhile is not followed) and mode 0666 whatever the umask.
+fn open_file(path: &Path, write: bool) -> std::io::Result<File> {
+    match open_existing(path, write) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        other => return other,
+    }
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .custom_flags(open_flags())
+        .open(path)
+    {
+        Ok(f) => {
+            f.set_permissions(fs::Permissions::from_mode(0o666))?;
+            Ok(f)
+        }
+        // Created by another process meanwhile.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => open_existing(path, write),
+        Err(e) => Err(e),
+    }
+}
+
 fn open_lock(path: &Path) -> Result<File, LeaseError> {
-    let open = |write: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(write)
-            .create(write)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-            .open(path)
-    };
-    // Another user's lock file (0644) is opened for reading: flock needs no more.
-    match open(true) {
+    // Another user's lock file of an older hilsec (0644) is opened for reading: flock needs no
+    // more.
+    match open_file(path, true) {
         Ok(f) => Ok(f),
-        Err(e) if e.kind() == ErrorKind::PermissionDenied && path.exists() => {
-            open(false).map_err(|source| LeaseError::Lock {
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            open_existing(path, false).map_err(|source| LeaseError::Lock {
                 path: path.to_path_buf(),
                 source,
             })
@@ -599,15 +734,21 @@ fn open_lock(path: &Path) -> Result<File, LeaseError> {
     }
 }
 
-/// The record beside a lock, if there is a readable one.
+/// The record beside a lock, if there is a readable one (an empty or half-written record is
+/// none).
 fn read_record(path: &Path) -> Option<LeaseRecord> {
-    let text = fs::read_to_string(path).ok()?;
+    use std::io::Read as _;
+    let f = open_existing(path, false).ok()?;
+    let mut text = String::new();
+    f.take(64 * 1024).read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
 
-/// Writes a record: a temporary file renamed over the old one (readers never see half of it);
-/// where the rename is refused, the file is rewritten in place.
+/// Writes a record in place, while its lease's lock is held: the new text over the old, then
+/// cut to length (a reader in between sees an unreadable record, never a wrong one). No
+/// temporary file: in the sticky directory, only its owner could rename over a record.
 fn write_record(dir: &Path, stem: &str, record: &LeaseRecord) -> Result<(), LeaseError> {
+    use std::os::unix::fs::FileExt as _;
     let path = dir.join(format!("{stem}.json"));
     let err = |source| LeaseError::Record {
         path: path.clone(),
@@ -615,32 +756,9 @@ fn write_record(dir: &Path, stem: &str, record: &LeaseRecord) -> Result<(), Leas
     };
     let mut text = serde_json::to_string_pretty(record).map_err(|e| err(e.into()))?;
     text.push('\n');
-    let tmp = dir.join(format!(".{stem}.json.{}.tmp", std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        fs::rename(&tmp, &path)
-    })();
-    match written {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            let _ = fs::remove_file(&tmp);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .create(true)
-                .mode(0o644)
-                .open(&path)
-                .map_err(err)?;
-            f.write_all(text.as_bytes()).map_err(err)
-        }
-    }
+    let f = open_file(&path, true).map_err(err)?;
+    f.write_all_at(text.as_bytes(), 0).map_err(err)?;
+    f.set_len(text.len() as u64).map_err(err)
 }
 
 /// The pid holding an flock on `file`, from `/proc/locks` (Linux), without touching the lock.
@@ -769,6 +887,13 @@ fn command_line() -> String {
     c
 }
 
+/// `text` with its control characters (escape sequences among them) shown as `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -784,6 +909,8 @@ pub enum LeaseState {
     /// A holder that stopped renewing (hangs, or died on another host).
     Expired,
     Free,
+    /// The lock could not be examined (its file unreadable): not known to be free.
+    Unknown,
 }
 
 impl std::fmt::Display for LeaseState {
@@ -793,6 +920,7 @@ impl std::fmt::Display for LeaseState {
             LeaseState::Stale => "stale",
             LeaseState::Expired => "expired",
             LeaseState::Free => "free",
+            LeaseState::Unknown => "unknown",
         })
     }
 }
@@ -812,8 +940,9 @@ pub struct LeaseEntry {
     pub lock_file: PathBuf,
 }
 
-/// Every lease of `dir` (a missing directory has none), sorted by key. Reading never takes a
-/// lock where `/proc/locks` tells who holds one.
+/// Every lease of `dir` (a missing directory has none), sorted by key. Who holds a lock comes
+/// from `/proc/locks`; a lock it does not list (free, or held from another PID namespace, which
+/// `/proc/locks` hides) is probed: a shared lock taken without waiting and dropped at once.
 pub fn list(dir: &Path) -> Result<Vec<LeaseEntry>, LeaseError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -826,7 +955,6 @@ pub fn list(dir: &Path) -> Result<Vec<LeaseEntry>, LeaseError> {
         }
     };
     let holders = lock_holders();
-    let proc_locks = Path::new("/proc/locks").exists();
     let now = SystemTime::now();
     let mut out = Vec::new();
     for e in entries.flatten() {
@@ -842,30 +970,24 @@ pub fn list(dir: &Path) -> Result<Vec<LeaseEntry>, LeaseError> {
             .ok()
             .and_then(|t| t.lines().next().map(str::to_string))
             .filter(|k| file_stem(k) == stem);
-        let (locked, lock_pid) = match fs::metadata(&path) {
-            Ok(m) if proc_locks => {
-                let pid = holders.get(&(m.dev(), m.ino())).copied();
-                (pid.is_some(), pid)
-            }
-            // Without /proc/locks: a shared lock taken and dropped at once tells.
-            _ => match File::open(&path) {
-                Ok(f) => {
-                    let free =
-                        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared)
-                            .is_ok();
-                    (!free, None)
-                }
-                Err(_) => (false, None),
-            },
+        // Some(held), or None when the lock cannot be examined.
+        let (locked, lock_pid) = match fs::symlink_metadata(&path)
+            .ok()
+            .and_then(|m| holders.get(&(m.dev(), m.ino())).copied())
+        {
+            Some(pid) => (Some(true), Some(pid)),
+            None => (probe_lock(&path), None),
         };
         let state = match (&record, locked) {
-            (None, false) => LeaseState::Free,
-            (None, true) => LeaseState::Held,
-            (Some(r), true) if r.is_expired(now) => LeaseState::Expired,
-            (Some(_), true) => LeaseState::Held,
-            (Some(r), false) if r.on_this_host() => LeaseState::Stale,
-            (Some(r), false) if r.is_expired(now) => LeaseState::Expired,
-            (Some(_), false) => LeaseState::Held,
+            (None, Some(false)) => LeaseState::Free,
+            (None, Some(true)) => LeaseState::Held,
+            (None, None) => LeaseState::Unknown,
+            (Some(r), Some(true)) if r.is_expired(now) => LeaseState::Expired,
+            (Some(_), Some(true)) => LeaseState::Held,
+            (Some(r), Some(false)) if r.on_this_host() => LeaseState::Stale,
+            (Some(r), None) if r.on_this_host() => LeaseState::Unknown,
+            (Some(r), _) if r.is_expired(now) => LeaseState::Expired,
+            (Some(_), _) => LeaseState::Held,
         };
         out.push(LeaseEntry {
             key: record
@@ -881,6 +1003,21 @@ pub fn list(dir: &Path) -> Result<Vec<LeaseEntry>, LeaseError> {
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// Whether the lock `path` is held, by a shared lock taken without waiting and dropped at once
+/// (a run taking the lease at that instant tries again); `None` when it cannot be probed.
+fn probe_lock(path: &Path) -> Option<bool> {
+    use rustix::fs::FlockOperation;
+    let f = open_existing(path, false).ok()?;
+    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = rustix::fs::flock(&f, FlockOperation::Unlock);
+            Some(false)
+        }
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Some(true),
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -983,7 +1120,7 @@ mod tests {
         let (lease, note) = acquired(try_acquire(&dir, "bench-3/cam-a", &settings()).expect("ok"));
         assert_eq!(note, None);
         let mode = fs::metadata(&dir).expect("dir").permissions().mode() & 0o7777;
-        assert_eq!(mode, 0o777);
+        assert_eq!(mode, 0o1777);
         let rec = lease.record();
         assert_eq!(
             (rec.pid, rec.key.as_str()),
@@ -1012,7 +1149,13 @@ mod tests {
             .permissions()
             .mode()
             & 0o777;
-        assert_eq!(rec_mode, 0o644);
+        assert_eq!(rec_mode, 0o666);
+        let lock_mode = fs::metadata(dir.join(format!("{stem}.lock")))
+            .expect("lock")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(lock_mode, 0o666);
         drop(lease);
         assert!(!dir.join(format!("{stem}.json")).exists(), "record removed");
         let listed = list(&dir).expect("list");
@@ -1118,5 +1261,89 @@ mod tests {
         assert_eq!(gone.state, LeaseState::Stale);
         let mine = listed.iter().find(|e| e.key == "renewed").expect("listed");
         assert_eq!(mine.state, LeaseState::Held);
+    }
+
+    #[test]
+    fn symlinks_are_never_followed_and_unreadable_records_are_free() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("leases");
+        ensure_dir(&dir).expect("dir");
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, "precious\n").expect("victim");
+        // A planted record symlink: the run's record is not written through it.
+        let stem = file_stem("sym");
+        std::os::unix::fs::symlink(&victim, dir.join(format!("{stem}.json"))).expect("symlink");
+        let (lease, note) = acquired(try_acquire(&dir, "sym", &settings()).expect("ok"));
+        assert!(
+            note.as_deref()
+                .is_some_and(|n| n.contains("could not be written")),
+            "{note:?}"
+        );
+        drop(lease);
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+        // A planted lock symlink: refused.
+        let stem2 = file_stem("sym2");
+        std::os::unix::fs::symlink(&victim, dir.join(format!("{stem2}.lock"))).expect("symlink");
+        assert!(matches!(
+            try_acquire(&dir, "sym2", &settings()),
+            Err(LeaseError::Lock { .. })
+        ));
+        assert_eq!(fs::read_to_string(&victim).expect("victim"), "precious\n");
+        // No temporary files anywhere.
+        assert!(fs::read_dir(&dir)
+            .expect("dir")
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+
+        // A half-written (here: empty) record beside a free lock is just free.
+        let stem3 = file_stem("half");
+        open_lock(&dir.join(format!("{stem3}.lock"))).expect("lock file");
+        fs::write(dir.join(format!("{stem3}.json")), "{\"key\": \"ha").expect("record");
+        let e = list(&dir).expect("list");
+        let half = e.iter().find(|e| e.key == stem3).expect("listed");
+        assert_eq!(half.state, LeaseState::Free);
+        let (lease, note) = acquired(try_acquire(&dir, "half", &settings()).expect("ok"));
+        assert_eq!(note, None);
+        // Rewritten in place, complete.
+        let on_disk = read_record(&dir.join(format!("{stem3}.json"))).expect("record");
+        assert!(on_disk.same_holder(&lease.record()));
+        drop(lease);
+    }
+
+    #[test]
+    fn renewal_and_release_leave_another_holders_record_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let (lease, _) = acquired(try_acquire(dir, "k2", &settings()).expect("ok"));
+        let stem = file_stem("k2");
+        let elsewhere = LeaseRecord {
+            host: "some-other-bench-host".into(),
+            pid: 7,
+            ..lease.record()
+        };
+        write_record(dir, &stem, &elsewhere).expect("write");
+        assert!(matches!(lease.renew(), Err(LeaseError::Taken { .. })));
+        assert_eq!(
+            read_record(&dir.join(format!("{stem}.json"))),
+            Some(elsewhere.clone())
+        );
+        drop(lease);
+        assert_eq!(
+            read_record(&dir.join(format!("{stem}.json"))),
+            Some(elsewhere),
+            "not removed: it is not ours"
+        );
+    }
+
+    #[test]
+    fn a_lock_held_where_proc_locks_cannot_see_is_probed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let path = dir.join("p.lock");
+        let f = open_lock(&path).expect("lock");
+        assert_eq!(probe_lock(&path), Some(false));
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("lock");
+        assert_eq!(probe_lock(&path), Some(true));
+        assert_eq!(probe_lock(&dir.join("missing.lock")), None);
     }
 }

@@ -166,12 +166,23 @@ pub async fn run(
         records: std::sync::Mutex::new(Vec::new()),
     });
 
+    // Every unit's bench lease, before any unit starts (and before any --jobs permit).
+    let leases = tokio::select! {
+        l = take_leases(&groups, &ctx) => l,
+        _ = cancel.cancelled() => groups
+            .iter()
+            .map(|(_, us)| us.iter().map(|_| LeaseOutcome::Interrupted).collect())
+            .collect(),
+    };
+
     let mut handles = Vec::new();
-    for (model, units) in groups {
+    for ((model, units), leases) in groups.into_iter().zip(leases) {
         let ctx = ctx.clone();
         let tests = tests.clone();
         let sem = sem.clone();
-        handles.push(tokio::spawn(run_model_group(model, units, tests, ctx, sem)));
+        handles.push(tokio::spawn(run_model_group(
+            model, units, leases, tests, ctx, sem,
+        )));
     }
     for h in handles {
         // A panic outside a test body (a harness bug) must not lose the other groups' results.
@@ -203,18 +214,19 @@ struct UnitState {
     /// its per-model records are `error` with this reason, and the model is judged without it.
     blocked: Option<String>,
     /// The unit's bench lease, held until its group ends (released when dropped).
-    lease: Option<lease::Lease>,
+    lease: Option<Arc<lease::Lease>>,
 }
 
 async fn run_model_group(
     model: Arc<Model>,
     units: Vec<Unit>,
+    leases: Vec<LeaseOutcome>,
     tests: Vec<(&'static str, Arc<dyn Test>)>,
     ctx: Arc<Ctx>,
     sem: Arc<Semaphore>,
 ) {
     let mut unit_tasks = Vec::new();
-    for unit in units {
+    for (unit, lease) in units.into_iter().zip(leases) {
         let model = model.clone();
         let tests = tests.clone();
         let task_ctx = ctx.clone();
@@ -224,7 +236,7 @@ async fn run_model_group(
             known,
             tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await.ok();
-                run_unit_phase(unit, model, &tests, &task_ctx).await
+                run_unit_phase(unit, model, lease, &tests, &task_ctx).await
             }),
         ));
     }
@@ -253,7 +265,10 @@ async fn run_model_group(
 
     // Stop every unit of the group at once: shutdown time must not grow with the fleet.
     let stops = states.into_iter().map(|s| async move {
-        drop(s.device);
+        // Its labgrid places are given back (awaited) before the device goes.
+        if let Some(mut d) = s.device {
+            d.release_places().await;
+        }
         if let Some(e) = s.emulator {
             e.lock().await.stop().await;
         }
@@ -333,6 +348,7 @@ fn evidence_header(
 async fn run_unit_phase(
     unit: Unit,
     model: Arc<Model>,
+    lease: LeaseOutcome,
     tests: &[(&'static str, Arc<dyn Test>)],
     ctx: &Ctx,
 ) -> UnitState {
@@ -351,8 +367,9 @@ async fn run_unit_phase(
         return state;
     }
 
-    // Take the unit's bench lease before anything touches it (another run may hold it).
-    let (lease_blocked, mut lease_notes) = match take_lease(&unit, &model, ctx).await {
+    // The unit's bench lease, taken before any unit of the run started (another run may hold
+    // it): nothing touches the unit without it.
+    let (lease_blocked, mut lease_notes) = match lease {
         LeaseOutcome::Interrupted => return state,
         LeaseOutcome::None => (None, Vec::new()),
         LeaseOutcome::Taken(l, note) => {
@@ -551,64 +568,97 @@ async fn run_unit_phase(
 }
 
 /// What became of a unit's bench lease.
+#[derive(Clone)]
 enum LeaseOutcome {
     /// The unit takes no lease (an emulated unit without `lease`).
     None,
-    /// Held by this run, with a note when a stale lease was recovered.
-    Taken(lease::Lease, Option<String>),
+    /// Held by this run (shared by the units of one key), with a note when a stale lease was
+    /// recovered.
+    Taken(Arc<lease::Lease>, Option<String>),
     /// Not taken: why the unit's tests are `error`.
     Blocked(String),
     Interrupted,
 }
 
-/// Takes the unit's lease when it needs one (see [`lease::unit_key`]), waiting up to
-/// `--lease-wait` while another run holds it: the wait is shown as progress, and on stderr every
-/// 10 s (plain CI output shows no progress).
-async fn take_lease(unit: &Unit, model: &Model, ctx: &Ctx) -> LeaseOutcome {
-    let Some(key) = lease::unit_key(unit, model) else {
-        return LeaseOutcome::None;
-    };
+/// Takes the leases of every unit of the run that needs one (see [`lease::unit_key`]), per
+/// group and unit, before any unit starts. Keys are taken one at a time in their sorted order,
+/// which every run shares: a run waits for a key only while holding smaller ones, so two runs
+/// sharing units never wait for each other in a cycle (one runs, then the other). Each key gets
+/// what is left of `--lease-wait`; a key still held then blocks its units, and the next keys
+/// are still taken. Waiting is shown as progress, and on stderr every 10 s (plain CI output
+/// shows no progress). The caller stops it on cancellation (leases taken so far are dropped).
+async fn take_leases(groups: &[(Arc<Model>, Vec<Unit>)], ctx: &Ctx) -> Vec<Vec<LeaseOutcome>> {
+    let mut out: Vec<Vec<LeaseOutcome>> = groups
+        .iter()
+        .map(|(_, us)| us.iter().map(|_| LeaseOutcome::None).collect())
+        .collect();
+    let mut by_key: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+    for (g, (model, units)) in groups.iter().enumerate() {
+        for (u, unit) in units.iter().enumerate() {
+            if let Some(key) = lease::unit_key(unit, model) {
+                by_key.entry(key).or_default().push((g, u));
+            }
+        }
+    }
+    if by_key.is_empty() {
+        return out;
+    }
     let settings = &ctx.cfg.leases;
     let dir = lease::lease_dir(settings.dir.as_deref());
-    let mut last_line: Option<Instant> = None;
-    let waiting = |h: &lease::HeldBy, left: Duration| {
-        let left = humantime::format_duration(Duration::from_secs(left.as_secs()));
-        let line = format!(
-            "waiting for {}: held by {} ({left} left of --lease-wait)",
-            unit.name,
-            h.describe_short()
-        );
-        let _ = ctx.events.send(Event::Progress {
-            unit: unit.name.clone(),
-            activity: line.clone(),
-        });
-        if last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            last_line = Some(Instant::now());
-            eprintln!("hilsec: {line}");
-        }
-    };
-    let got = tokio::select! {
-        r = lease::acquire(&dir, &key, settings, waiting) => r,
-        _ = ctx.cancel.cancelled() => return LeaseOutcome::Interrupted,
-    };
-    match got {
-        Ok(lease::Attempt::Acquired { lease, recovered }) => {
-            if let Some(note) = &recovered {
-                eprintln!("hilsec: {}: {note}", unit.name);
+    let deadline = Instant::now() + settings.wait;
+    for (key, at) in by_key {
+        let names: Vec<&str> = at
+            .iter()
+            .map(|&(g, u)| groups[g].1[u].name.as_str())
+            .collect();
+        let shown = names.join(", ");
+        let s = LeaseSettings {
+            wait: deadline.saturating_duration_since(Instant::now()),
+            ..settings.clone()
+        };
+        let mut last_line: Option<Instant> = None;
+        let waiting = |h: &lease::HeldBy, _left: Duration| {
+            // The time left of the whole run's wait, which every key shares.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let left = humantime::format_duration(Duration::from_secs(left.as_secs()));
+            let line = format!(
+                "waiting for {shown}: held by {} ({left} left of --lease-wait)",
+                h.describe_short()
+            );
+            for n in &names {
+                let _ = ctx.events.send(Event::Progress {
+                    unit: n.to_string(),
+                    activity: line.clone(),
+                });
             }
-            LeaseOutcome::Taken(lease, recovered)
+            if last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                last_line = Some(Instant::now());
+                eprintln!("hilsec: {line}");
+            }
+        };
+        let outcome = match lease::acquire(&dir, &key, &s, waiting).await {
+            Ok(lease::Attempt::Acquired { lease, recovered }) => {
+                if let Some(note) = &recovered {
+                    eprintln!("hilsec: {shown}: {note}");
+                }
+                LeaseOutcome::Taken(Arc::new(lease), recovered)
+            }
+            Ok(lease::Attempt::Held(h)) if settings.wait.is_zero() => LeaseOutcome::Blocked(format!(
+                "unit held by {} (lease {key}); pass --lease-wait 5m to wait, or see `hilsec lease list`",
+                h.describe()
+            )),
+            Ok(lease::Attempt::Held(h)) => LeaseOutcome::Blocked(format!(
+                "unit held by {} (lease {key}), still after --lease-wait {}; pass a longer --lease-wait, or see `hilsec lease list`",
+                h.describe(),
+                humantime::format_duration(settings.wait)
+            )),
+            Err(e) => LeaseOutcome::Blocked(format!("the unit's lease could not be taken: {e}")),
+        };
+        for (g, u) in at {
+            out[g][u] = outcome.clone();
         }
-        Ok(lease::Attempt::Held(h)) if settings.wait.is_zero() => LeaseOutcome::Blocked(format!(
-            "unit held by {} (lease {key}); pass --lease-wait 5m to wait, or see `hilsec lease list`",
-            h.describe()
-        )),
-        Ok(lease::Attempt::Held(h)) => LeaseOutcome::Blocked(format!(
-            "unit held by {} (lease {key}), still after --lease-wait {}; pass a longer --lease-wait, or see `hilsec lease list`",
-            h.describe(),
-            humantime::format_duration(settings.wait)
-        )),
-        Err(e) => LeaseOutcome::Blocked(format!("the unit's lease could not be taken: {e}")),
     }
+    out
 }
 
 /// Before the first test of a unit, where the board defines `prepare`: run it once (a CI job

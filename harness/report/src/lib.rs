@@ -9,9 +9,9 @@
 
 mod files;
 pub mod html;
-pub mod provisions;
 pub mod junit;
 pub mod merge;
+pub mod provisions;
 mod terminal;
 
 use std::io;

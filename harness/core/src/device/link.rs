@@ -6,8 +6,9 @@
 //! failure to open a [`LinkError::Open`] (which marks the unit unreachable).
 //!
 //! A labgrid console (`kind = "labgrid"`) is two links: the held place ([`Link::Place`], kept
-//! under a key of its own for the whole unit, so the place is released only when the device is
-//! dropped) and the console on its serial port, an ordinary console that may be reconnected.
+//! under a key of its own for the whole unit, so the place is released only at the unit's end,
+//! by [`Device::release_places`]) and the console on its serial port, an ordinary console that
+//! may be reconnected.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +37,9 @@ pub(super) enum Link {
     Debug(DebugPort),
     Power(PowerLink),
     Ssh(SshPort),
-    /// A labgrid place held for the unit (released when dropped); not an interface of its own:
-    /// kept under [`place_key`], never dropped by [`Device::drop_links`].
+    /// A labgrid place held for the unit (released by [`Device::release_places`], else when
+    /// dropped); not an interface of its own: kept under [`place_key`], never dropped by
+    /// [`Device::drop_links`].
     Place(crate::iface::labgrid::PlaceLease),
 }
 
@@ -240,8 +242,10 @@ impl Device {
     }
 
     /// A console on a labgrid place: the place is acquired first (once per unit: the lease is
-    /// kept among the links until the device is dropped), then its serial port is looked up and
-    /// connected (again at every reconnection: the exporter may serve it on a new port).
+    /// kept among the links until the unit's group ends, see [`Device::release_places`]), then
+    /// its serial port is looked up and connected (again at every reconnection: the exporter may
+    /// serve it on a new port). A place just acquired on which no console could be opened is
+    /// released at once, not kept: nothing of the unit holds it then.
     async fn open_labgrid(
         &mut self,
         iface: &str,
@@ -265,8 +269,10 @@ impl Device {
         let t = self.transcript.clone();
         let key = place_key(coordinator.as_deref(), &place);
         // Held already (a reconnection): the place is asked about by the client that holds it.
-        let client = match self.links.get(&key) {
-            Some(Link::Place(lease)) => lease.client().clone(),
+        // Acquired now: the lease stays in hand until a console is open on the place (dropped
+        // before that, by cancellation, it releases the place itself).
+        let (client, fresh) = match self.links.get(&key) {
+            Some(Link::Place(lease)) => (lease.client().clone(), None),
             _ => {
                 let via = match &coordinator {
                     Some(c) => format!("coordinator {c}"),
@@ -279,28 +285,45 @@ impl Device {
                     .await
                     .map_err(|e| open_error(iface, e.to_string()))?;
                 t.note(format!("{iface}: labgrid place {place} acquired"));
-                let client = lease.client().clone();
-                self.links.insert(key, Link::Place(lease));
-                client
+                (lease.client().clone(), Some(lease))
             }
         };
-        let wait = timeout.max(labgrid::PORT_WAIT);
-        let port = labgrid::serial_port(&client, &place, resource.as_deref(), wait)
-            .await
-            .map_err(|e| open_error(iface, e.to_string()))?;
-        let how = match port.protocol {
-            PortProtocol::Rfc2217 => "RFC 2217",
-            PortProtocol::Raw => "raw TCP",
-        };
-        t.note(format!(
-            "{iface}: place {place}: serial port {} ({}) at {} ({how})",
-            port.name,
-            port.path,
-            port.address()
-        ));
-        Ok(Link::Console(
-            labgrid::open_console(iface, &port, l.baud, timeout, t).await?,
-        ))
+        let opened = async {
+            let wait = timeout.max(labgrid::PORT_WAIT);
+            let port = labgrid::serial_port(&client, &place, resource.as_deref(), wait)
+                .await
+                .map_err(|e| open_error(iface, e.to_string()))?;
+            let how = match port.protocol {
+                PortProtocol::Rfc2217 => "RFC 2217",
+                PortProtocol::Raw => "raw TCP",
+            };
+            t.note(format!(
+                "{iface}: place {place}: serial port {} ({}) at {} ({how})",
+                port.name,
+                port.path,
+                port.address()
+            ));
+            labgrid::open_console(iface, &port, l.baud, timeout, t.clone()).await
+        }
+        .await;
+        match (opened, fresh) {
+            (Ok(console), Some(lease)) => {
+                self.links.insert(key, Link::Place(lease));
+                Ok(Link::Console(console))
+            }
+            (Ok(console), None) => Ok(Link::Console(console)),
+            (Err(e), Some(lease)) => {
+                t.note(format!(
+                    "{iface}: no console on labgrid place {place}; releasing the place"
+                ));
+                match lease.release().await {
+                    Ok(()) => t.note(format!("{iface}: labgrid place {place} released")),
+                    Err(r) => release_failed(&t, iface, &place, &r),
+                }
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// An MQTT client on the embedded broker or the board's; the password (if any) becomes a
@@ -557,6 +580,48 @@ impl Device {
         }
     }
 
+    /// Gives back the unit's labgrid places (the end of the unit's group): the consoles on
+    /// them are closed first, then each place is released with `labgrid-client release`,
+    /// awaited (bounded), all at once. A place that could not be released is a warning on
+    /// stderr. A device dropped without this releases its places from their drop.
+    pub async fn release_places(&mut self) {
+        let places: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(_, l)| matches!(l, Link::Place(_)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if places.is_empty() {
+            return;
+        }
+        let consoles: Vec<String> = self
+            .model
+            .interfaces
+            .iter()
+            .filter(|(_, i)| matches!(i, Interface::Labgrid(_)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in consoles {
+            self.links.remove(&name);
+        }
+        // The last test's evidence is written: a failure can only be said on stderr.
+        let releases: Vec<_> = places
+            .into_iter()
+            .filter_map(|k| match self.links.remove(&k) {
+                Some(Link::Place(lease)) => Some(async move {
+                    let place = lease.place().to_string();
+                    if let Err(e) = lease.release().await {
+                        eprintln!(
+                            "hilsec: warning: labgrid place {place:?} may still be acquired: {e}"
+                        );
+                    }
+                }),
+                _ => None,
+            })
+            .collect();
+        futures::future::join_all(releases).await;
+    }
+
     /// Drops the RTT consoles that read through debug port `debug` (after its memory changed
     /// under them: a new image may put the control block elsewhere); they reopen on next use.
     pub(super) fn drop_rtt_consoles_of(&mut self, debug: &str) {
@@ -632,10 +697,161 @@ fn debug_port(link: Box<dyn DebugAccess>) -> Link {
     })
 }
 
+/// A labgrid place that could not be released: said in the transcript and on stderr (the
+/// operator must release it by hand).
+fn release_failed(
+    t: &Transcript,
+    iface: &str,
+    place: &str,
+    e: &crate::iface::labgrid::LabgridError,
+) {
+    t.note(format!(
+        "{iface}: labgrid place {place} may still be acquired: {e}"
+    ));
+    eprintln!("hilsec: warning: labgrid place {place:?} may still be acquired: {e}");
+}
+
 /// An open error of interface `iface`.
 fn open_error(iface: &str, detail: String) -> LinkError {
     LinkError::Open {
         endpoint: iface.to_string(),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::board::{load_boards, LoadMode};
+    use crate::device::RunEnv;
+
+    /// A board with a labgrid console on place `pl` of coordinator 127.0.0.1:1, whose
+    /// labgrid-client is a script in `dir` that logs its arguments and prints `dir/show` for
+    /// `show`.
+    fn labgrid_device(dir: &std::path::Path, place: &str) -> Device {
+        use std::os::unix::fs::PermissionsExt as _;
+        let script = format!(
+            "#!/bin/sh\ncd '{}'\necho \"$*\" >> log\ncase \"$*\" in\n\
+             *' show') cat show;;\n*) echo ok;;\nesac\n",
+            dir.display()
+        );
+        let client = dir.join("labgrid-client");
+        std::fs::write(&client, script).expect("script");
+        std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let file = dir.join("b.toml");
+        std::fs::write(
+            &file,
+            format!(
+                r#"[model]
+name = "Labgrid L1"
+
+[interfaces.console]
+kind = "labgrid"
+place = "{place}"
+coordinator = "127.0.0.1:1"
+client = "{}"
+timeout = "1s"
+
+[[unit]]
+name = "l1"
+"#,
+                client.display()
+            ),
+        )
+        .expect("board");
+        let b = load_boards(&[file], LoadMode::Run)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .remove(0);
+        let unit = b.units.into_iter().next().expect("unit");
+        Device::new(unit, b.model, &BTreeMap::new(), &RunEnv::default())
+    }
+
+    fn log(dir: &std::path::Path) -> String {
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    }
+
+    fn holds_a_place(d: &Device) -> bool {
+        d.links.values().any(|l| matches!(l, Link::Place(_)))
+    }
+
+    /// `show` of a held place with a raw serial port at `port` (`None`: the place holds no
+    /// serial port at all).
+    fn show(place: &str, port: Option<u16>) -> String {
+        let mut s = format!("Place '{place}':\n  acquired: host/user\n  acquired resources:\n");
+        if let Some(port) = port {
+            s.push_str(&format!(
+                "Acquired resource 'uart' (exp/sim/NetworkSerialPort/uart):\n  \
+                 {{'acquired': '{place}', 'avail': True, 'cls': 'NetworkSerialPort',\n   \
+                 'params': {{'host': '127.0.0.1', 'port': {port}, 'protocol': 'raw'}}}}\n"
+            ));
+        }
+        s
+    }
+
+    #[tokio::test]
+    async fn a_labgrid_place_without_a_console_is_released_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dev = labgrid_device(dir.path(), "lg-link-1");
+        std::fs::write(dir.path().join("show"), show("lg-link-1", None)).expect("show");
+        let e = dev
+            .link("console", Duration::from_secs(1))
+            .await
+            .err()
+            .expect("no serial port");
+        assert!(e.to_string().contains("no serial port"), "{e}");
+        assert_eq!(
+            log(dir.path()),
+            "-x 127.0.0.1:1 -p lg-link-1 acquire\n-x 127.0.0.1:1 -p lg-link-1 show\n\
+             -x 127.0.0.1:1 -p lg-link-1 release\n"
+        );
+        assert!(!holds_a_place(&dev), "the place is not kept");
+        let evidence = dev.transcript().render(dev.redactor());
+        assert!(
+            evidence.contains("labgrid place lg-link-1 released"),
+            "{evidence}"
+        );
+        // A port that refuses connections: released too, and the next open acquires again.
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = refused.local_addr().expect("addr").port();
+        drop(refused);
+        std::fs::write(dir.path().join("show"), show("lg-link-1", Some(port))).expect("show");
+        assert!(dev
+            .link("console", Duration::from_millis(300))
+            .await
+            .is_err());
+        assert_eq!(log(dir.path()).matches("acquire").count(), 2);
+        assert_eq!(log(dir.path()).matches("release").count(), 2);
+        assert!(!holds_a_place(&dev));
+    }
+
+    #[tokio::test]
+    async fn a_labgrid_place_with_a_console_is_kept_until_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dev = labgrid_device(dir.path(), "lg-link-2");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::fs::write(dir.path().join("show"), show("lg-link-2", Some(port))).expect("show");
+        let accept = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        dev.link("console", Duration::from_secs(2))
+            .await
+            .expect("console open");
+        let _peer = accept.await.expect("task").expect("accepted");
+        assert!(holds_a_place(&dev));
+        assert!(!log(dir.path()).contains("release"));
+        dev.release_places().await;
+        assert!(!holds_a_place(&dev));
+        assert!(
+            !dev.links.contains_key("console"),
+            "its console closed first"
+        );
+        assert!(
+            log(dir.path()).ends_with("-p lg-link-2 release\n"),
+            "{}",
+            log(dir.path())
+        );
     }
 }

@@ -15,12 +15,15 @@
 //! environment and then waits for Ctrl-C); each resource is printed there as a Python literal
 //! (`pprint`), which [`parse_show`] reads with a small literal parser of its own.
 //!
-//! Lifetime: a [`PlaceLease`] is the held place. It releases the place when dropped (the device
-//! keeps it among its links for the whole unit, so a console reconnected after a power cycle
-//! keeps the place), with `labgrid-client release` bounded by [`RELEASE_TIMEOUT`]; a failed
-//! release is a warning on stderr (there is no test left whose evidence could carry it). An
-//! acquire cut short (a timeout, cancellation) releases too, since the coordinator may have
-//! granted it. One run never takes one place twice ([`LabgridError::InUse`]).
+//! Lifetime: a [`PlaceLease`] is the held place. The device keeps it among its links for the
+//! whole unit (a console reconnected after a power cycle keeps the place) once a console was
+//! opened on it (a place whose port cannot be found or connected is given back at once), and
+//! gives it back with [`PlaceLease::release`] (`labgrid-client release`, awaited, bounded by
+//! [`RELEASE_TIMEOUT`]) when the unit's group ends; a failed release is a warning on stderr
+//! (there is no test left whose evidence could carry it). A lease dropped unreleased (an acquire
+//! cut short, which the coordinator may have granted; cancellation; a panic) is released by its
+//! drop, off the runtime's worker threads (see [`PlaceLease`]'s `Drop`). One run never takes one
+//! place twice ([`LabgridError::InUse`]).
 //!
 //! Every `labgrid-client` call runs in its own process group (a Ctrl-C at the terminal does not
 //! cut a release short), dies with the harness (parent-death signal), is killed with its group
@@ -42,7 +45,7 @@ use crate::transcript::Transcript;
 /// Longest a `labgrid-client` acquire or show may take (a Python start and a round trip to the
 /// coordinator take about a second).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest a release may take when a lease is dropped.
+/// Longest a release may take.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bytes read of each output stream of a `labgrid-client` call; the rest is discarded.
 pub const OUTPUT_CAP: usize = 64 * 1024;
@@ -217,8 +220,8 @@ impl LabgridClient {
         }
     }
 
-    /// `labgrid-client -p PLACE release`, from synchronous code (a lease's `drop`), within
-    /// `timeout`: `Ok` when released, else labgrid-client's message.
+    /// `labgrid-client -p PLACE release`, from synchronous code (a lease's `drop`, on a thread
+    /// that may block), within `timeout`: `Ok` when released, else labgrid-client's message.
     fn release_blocking(&self, place: &str, timeout: Duration) -> Result<(), String> {
         // stderr goes to an unnamed file, read (bounded) once the client ended: no pipe to
         // drain while waiting, and nothing to block on after a kill.
@@ -357,13 +360,14 @@ fn held() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
 enum LeaseState {
     /// `acquire` runs (or was cut short): the coordinator may have granted the place.
     Acquiring,
-    /// Acquired: released on drop.
+    /// Acquired: released by [`PlaceLease::release`], else on drop.
     Held,
     /// Nothing to release.
     Free,
 }
 
-/// A labgrid place held by this process; released when dropped (see the module's doc).
+/// A labgrid place held by this process; given back with [`PlaceLease::release`], or when
+/// dropped (see the module's doc).
 #[derive(Debug)]
 pub struct PlaceLease {
     client: LabgridClient,
@@ -436,25 +440,115 @@ impl PlaceLease {
     }
 }
 
+impl PlaceLease {
+    /// `labgrid-client -p PLACE release`, awaited (bounded by [`RELEASE_TIMEOUT`]): how a
+    /// unit's places are given back at its end ([`crate::device::Device::release_places`]) and
+    /// when no console could be opened on a place just acquired. `Err`: labgrid-client's
+    /// message (the place may still be acquired). Cut short (this future dropped), the lease's
+    /// drop releases the place instead.
+    pub async fn release(mut self) -> Result<(), LabgridError> {
+        if self.state == LeaseState::Free {
+            return Ok(());
+        }
+        let r = self
+            .client
+            .run(&self.place, &["release"], RELEASE_TIMEOUT)
+            .await;
+        // Done, whatever came of it: nothing is left for the drop (which forgets the key).
+        self.state = LeaseState::Free;
+        let out = r?;
+        if out.success {
+            Ok(())
+        } else {
+            Err(LabgridError::Failed {
+                command: self.client.describe(&self.place, &["release"]),
+                status: out.status,
+                message: message(&out.stderr),
+            })
+        }
+    }
+}
+
 impl Drop for PlaceLease {
+    /// The fallback for a lease not released by [`PlaceLease::release`] (an acquire or an
+    /// opening cut short, a panic): the release runs off the async runtime's worker threads,
+    /// on its blocking pool when there is a runtime (whose shutdown waits for it), else on a
+    /// thread of its own; the place's key is forgotten once it ended.
     fn drop(&mut self) {
         let state = std::mem::replace(&mut self.state, LeaseState::Free);
-        if state != LeaseState::Free {
-            match self.client.release_blocking(&self.place, RELEASE_TIMEOUT) {
-                Ok(()) => {}
-                // An acquire cut short before the coordinator granted anything.
-                Err(m) if state == LeaseState::Acquiring && m.contains("not acquired") => {}
-                Err(m) => {
-                    // No test is left whose evidence could carry this: tell the operator, who
-                    // must release the place by hand before the next run can take it.
-                    eprintln!(
-                        "hilsec: warning: labgrid place {:?} may still be acquired: {m}",
-                        self.place
-                    );
-                }
+        if state == LeaseState::Free {
+            held().remove(&self.key);
+            return;
+        }
+        let job = ReleaseJob(Some(ReleaseWork {
+            client: self.client.clone(),
+            place: self.place.clone(),
+            key: std::mem::take(&mut self.key),
+            acquiring: state == LeaseState::Acquiring,
+        }));
+        match tokio::runtime::Handle::try_current() {
+            // A runtime shutting down drops the job unrun: its drop then starts a thread.
+            Ok(rt) => drop(rt.spawn_blocking(move || job.run())),
+            Err(_) => drop(job),
+        }
+    }
+}
+
+/// A release left to a lease's drop (see there).
+struct ReleaseWork {
+    client: LabgridClient,
+    place: String,
+    key: String,
+    /// Cut short while acquiring: the coordinator may not have granted anything.
+    acquiring: bool,
+}
+
+impl ReleaseWork {
+    /// Releases (blocking, bounded), warns on stderr when that failed, forgets the key.
+    fn run(self) {
+        match self.client.release_blocking(&self.place, RELEASE_TIMEOUT) {
+            Ok(()) => {}
+            // An acquire cut short before the coordinator granted anything.
+            Err(m) if self.acquiring && m.contains("not acquired") => {}
+            Err(m) => {
+                // No test is left whose evidence could carry this: tell the operator, who
+                // must release the place by hand before the next run can take it.
+                eprintln!(
+                    "hilsec: warning: labgrid place {:?} may still be acquired: {m}",
+                    self.place
+                );
             }
         }
         held().remove(&self.key);
+    }
+}
+
+/// A [`ReleaseWork`] handed to the runtime's blocking pool; dropped unrun (the runtime shuts
+/// down), it runs on a thread of its own.
+struct ReleaseJob(Option<ReleaseWork>);
+
+impl ReleaseJob {
+    fn run(mut self) {
+        if let Some(w) = self.0.take() {
+            w.run();
+        }
+    }
+}
+
+impl Drop for ReleaseJob {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            let place = w.place.clone();
+            let spawned = std::thread::Builder::new()
+                .name("labgrid-release".into())
+                .spawn(move || w.run());
+            if let Err(e) = spawned {
+                eprintln!(
+                    "hilsec: warning: labgrid place {place:?} may still be acquired: no thread \
+                     to release it: {e}"
+                );
+            }
+        }
     }
 }
 
@@ -505,18 +599,48 @@ pub struct ShownResource {
     pub data: serde_json::Value,
 }
 
+/// A resource of `labgrid-client show` whose dictionary could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableResource {
+    /// Its name in the place (the whole header line when that could not be read either).
+    pub name: String,
+    /// `exporter/group/class/name` (empty when the header could not be read).
+    pub path: String,
+    pub acquired: bool,
+    /// What the parser found wrong.
+    pub why: String,
+}
+
+impl UnreadableResource {
+    /// Its path says it is a serial port (its class, the path's third part, is
+    /// `NetworkSerialPort`).
+    fn is_serial_port(&self) -> bool {
+        self.path.split('/').nth(2) == Some("NetworkSerialPort")
+    }
+
+    /// For messages: `name (why)`.
+    fn describe(&self) -> String {
+        format!("{} ({})", self.name, self.why)
+    }
+}
+
 /// What `labgrid-client -p PLACE show` says about the place.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlaceShow {
     /// `host/user` holding the place, if any.
     pub acquired_by: Option<String>,
     pub resources: Vec<ShownResource>,
+    /// Resources whose dictionary could not be read (a labgrid release printing something this
+    /// parser does not know): only a serial port among them matters (see [`pick_serial_port`]).
+    pub unreadable: Vec<UnreadableResource>,
 }
 
-/// Reads `labgrid-client show` output (checked against labgrid 26.0.1): the place's `acquired:` line and
-/// each `Acquired resource 'NAME' (PATH):` / `Matching resource ...` header with the Python
-/// literal of the resource's dictionary indented below it.
-pub fn parse_show(text: &str) -> Result<PlaceShow, LabgridError> {
+/// Reads `labgrid-client show` output (checked against labgrid 26.0.1): the place's `acquired:`
+/// line and each `Acquired resource 'NAME' (PATH):` / `Matching resource ...` header with the
+/// Python literal of the resource's dictionary indented below it. A resource that cannot be read
+/// is kept aside in [`PlaceShow::unreadable`] rather than failing the whole output: the place's
+/// other resources (a power switch, a USB device) need not be readable for its serial port to be.
+pub fn parse_show(text: &str) -> PlaceShow {
     let mut show = PlaceShow::default();
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
@@ -537,10 +661,9 @@ pub fn parse_show(text: &str) -> Result<PlaceShow, LabgridError> {
         } else {
             continue;
         };
-        let (name, path) = rest
+        let header = rest
             .rsplit_once("' (")
-            .and_then(|(n, p)| p.strip_suffix("):").map(|p| (n, p)))
-            .ok_or_else(|| LabgridError::Parse(format!("unexpected resource line {line:?}")))?;
+            .and_then(|(n, p)| p.strip_suffix("):").map(|p| (n, p)));
         // The dictionary: the indented lines that follow.
         let mut literal = String::new();
         while i < lines.len() && lines[i].starts_with("  ") {
@@ -548,20 +671,40 @@ pub fn parse_show(text: &str) -> Result<PlaceShow, LabgridError> {
             literal.push('\n');
             i += 1;
         }
-        let data = parse_python_literal(&literal)
-            .map_err(|e| LabgridError::Parse(format!("resource {name:?}: {e}")))?;
-        show.resources.push(ShownResource {
-            name: name.to_string(),
-            path: path.to_string(),
-            acquired,
-            data,
-        });
+        let Some((name, path)) = header else {
+            show.unreadable.push(UnreadableResource {
+                name: line.trim().to_string(),
+                path: String::new(),
+                acquired,
+                why: "unexpected resource line".into(),
+            });
+            continue;
+        };
+        match parse_python_literal(&literal) {
+            Ok(data) => show.resources.push(ShownResource {
+                name: name.to_string(),
+                path: path.to_string(),
+                acquired,
+                data,
+            }),
+            Err(why) => show.unreadable.push(UnreadableResource {
+                name: name.to_string(),
+                path: path.to_string(),
+                acquired,
+                why,
+            }),
+        }
     }
-    Ok(show)
+    show
 }
 
 /// The serial port `resource` (or the only one) among the place's acquired resources.
 /// `Ok(None)`: the port is not served yet (no TCP port published, or not available).
+///
+/// Unreadable resources ([`PlaceShow::unreadable`]) are passed over, except that one whose path
+/// says it is a serial port still counts as one: it is named in the error when the port cannot
+/// be chosen without it (it was asked for by name, or no `resource` is named and the place has
+/// another serial port, or no readable one).
 pub fn pick_serial_port(
     place: &str,
     show: &PlaceShow,
@@ -572,48 +715,91 @@ pub fn pick_serial_port(
         .iter()
         .filter(|r| r.acquired && r.data["cls"] == "NetworkSerialPort")
         .collect();
+    let unreadable: Vec<&UnreadableResource> =
+        show.unreadable.iter().filter(|r| r.acquired).collect();
+    let unreadable_ports: Vec<&UnreadableResource> = unreadable
+        .iter()
+        .copied()
+        .filter(|r| r.is_serial_port())
+        .collect();
+    // `; unreadable: a (why), b (why)` when some resources could not be read.
+    let unreadable_note = |list: &[&UnreadableResource]| {
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; unreadable in `labgrid-client show`: {}",
+                list.iter()
+                    .map(|r| r.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    };
     let names = || {
         ports
             .iter()
             .map(|r| r.name.as_str())
+            .chain(unreadable_ports.iter().map(|r| r.name.as_str()))
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let is = |name: &str, path: &str, want: &str| {
+        name == want || path == want || path.rsplit('/').next() == Some(want)
+    };
     let chosen = match resource {
-        Some(want) => ports
-            .iter()
-            .find(|r| r.name == want || r.path == want || r.path.rsplit('/').next() == Some(want))
-            .ok_or_else(|| LabgridError::NoSuchResource {
-                place: place.to_string(),
-                name: want.to_string(),
-                names: if ports.is_empty() {
-                    "none".into()
+        Some(want) => match ports.iter().find(|r| is(&r.name, &r.path, want)) {
+            Some(r) => r,
+            None => {
+                if let Some(u) = unreadable.iter().find(|r| is(&r.name, &r.path, want)) {
+                    return Err(LabgridError::Parse(format!(
+                        "the serial port {want:?} of place {place:?}: {}",
+                        u.why
+                    )));
+                }
+                let mut names = if ports.is_empty() && unreadable_ports.is_empty() {
+                    "none".to_string()
                 } else {
                     names()
-                },
-            })?,
-        None => match ports.as_slice() {
-            [one] => one,
-            [] => {
+                };
+                names.push_str(&unreadable_note(&unreadable));
+                return Err(LabgridError::NoSuchResource {
+                    place: place.to_string(),
+                    name: want.to_string(),
+                    names,
+                });
+            }
+        },
+        None => match (ports.as_slice(), unreadable_ports.as_slice()) {
+            ([one], []) => one,
+            ([], []) => {
                 let have: Vec<String> = show
                     .resources
                     .iter()
                     .filter(|r| r.acquired)
                     .map(|r| r.path.clone())
                     .collect();
+                let mut have = if have.is_empty() {
+                    "it holds none".to_string()
+                } else {
+                    have.join(", ")
+                };
+                have.push_str(&unreadable_note(&unreadable));
                 return Err(LabgridError::NoSerialPort {
                     place: place.to_string(),
-                    have: if have.is_empty() {
-                        "it holds none".into()
-                    } else {
-                        have.join(", ")
-                    },
+                    have,
                 });
+            }
+            ([], [u]) => {
+                return Err(LabgridError::Parse(format!(
+                    "the serial port {:?} of place {place:?}: {}",
+                    u.name, u.why
+                )))
             }
             _ => {
                 return Err(LabgridError::Ambiguous {
                     place: place.to_string(),
-                    names: names(),
+                    names: names() + &unreadable_note(&unreadable_ports),
                 })
             }
         },
@@ -691,7 +877,7 @@ pub async fn serial_port(
                 message: message(&out.stderr),
             });
         }
-        let show = parse_show(&out.stdout)?;
+        let show = parse_show(&out.stdout);
         if let Some(p) = pick_serial_port(place, &show, resource)? {
             return Ok(p);
         }
@@ -994,7 +1180,7 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
 
     #[test]
     fn show_of_an_acquired_place() {
-        let show = parse_show(SHOW_ACQUIRED).expect("parses");
+        let show = parse_show(SHOW_ACQUIRED);
         assert_eq!(show.acquired_by.as_deref(), Some("vm/root"));
         assert_eq!(show.resources.len(), 1);
         let p = pick_serial_port("p1", &show, None)
@@ -1025,7 +1211,7 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
 
     #[test]
     fn show_of_a_free_place_has_no_acquired_port() {
-        let show = parse_show(SHOW_FREE).expect("parses");
+        let show = parse_show(SHOW_FREE);
         assert_eq!(show.acquired_by, None);
         assert!(!show.resources[0].acquired);
         let e = pick_serial_port("p1", &show, None).unwrap_err();
@@ -1035,19 +1221,19 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
     #[test]
     fn a_port_not_yet_served_raw_and_proxied_ports() {
         let not_yet = SHOW_ACQUIRED.replace("'port': 34471", "'port': None");
-        let show = parse_show(&not_yet).expect("parses");
+        let show = parse_show(&not_yet);
         assert_eq!(pick_serial_port("p1", &show, None).expect("ok"), None);
         let raw = SHOW_ACQUIRED.replace(
             "'port': 34471,",
             "'port': 34471,\n              'protocol': 'raw',",
         );
-        let show = parse_show(&raw).expect("parses");
+        let show = parse_show(&raw);
         let p = pick_serial_port("p1", &show, None)
             .expect("ok")
             .expect("served");
         assert_eq!(p.protocol, PortProtocol::Raw);
         let proxied = SHOW_ACQUIRED.replace("'proxy_required': False", "'proxy_required': True");
-        let show = parse_show(&proxied).expect("parses");
+        let show = parse_show(&proxied);
         let e = pick_serial_port("p1", &show, None).unwrap_err();
         assert!(e.to_string().contains("SSH proxy \"localhost\""), "{e}");
         let two = format!(
@@ -1058,9 +1244,79 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
                 .unwrap_or_default()
                 .replace("'RawSerialPort'", "'uart2'")
         );
-        let show = parse_show(&two).expect("parses");
+        let show = parse_show(&two);
         let e = pick_serial_port("p1", &show, None).unwrap_err();
         assert!(e.to_string().contains("RawSerialPort, uart2"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_resources_are_passed_over_unless_they_are_serial_ports() {
+        // A power switch whose dictionary this parser cannot read (a set literal, say).
+        let power = "Acquired resource 'power' (exp/sim/NetworkPowerPort/power):
+  {'acquired': 'p1', 'avail': True, 'cls': 'NetworkPowerPort',
+   'params': {'model': 'gude', 'index': {1, 2}}}
+";
+        let with_power = format!("{SHOW_ACQUIRED}{power}");
+        let show = parse_show(&with_power);
+        assert_eq!(show.resources.len(), 1);
+        assert_eq!(show.unreadable.len(), 1);
+        assert_eq!(show.unreadable[0].name, "power");
+        let p = pick_serial_port("p1", &show, None)
+            .expect("the serial port is readable")
+            .expect("served");
+        assert_eq!(p.port, 34471);
+        assert!(pick_serial_port("p1", &show, Some("RawSerialPort"))
+            .expect("by name")
+            .is_some());
+        // Only the power switch: no serial port, and the error says what could not be read.
+        let only_power = format!(
+            "{}{power}",
+            SHOW_ACQUIRED
+                .split("Acquired resource")
+                .next()
+                .unwrap_or("")
+        );
+        let e = pick_serial_port("p1", &parse_show(&only_power), None).unwrap_err();
+        assert!(matches!(e, LabgridError::NoSerialPort { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unreadable in `labgrid-client show`: power (expected"),
+            "{e}"
+        );
+        let e = pick_serial_port("p1", &parse_show(&only_power), Some("uart")).unwrap_err();
+        assert!(e.to_string().contains("unreadable"), "{e}");
+        // A serial port that cannot be read is not passed over: alone, it is the error; beside
+        // another one, the choice is ambiguous; asked for by name, its own error.
+        let broken_port = "Acquired resource 'uart2' (exp/sim/NetworkSerialPort/uart2):
+  {'acquired': 'p1', 'cls': 'NetworkSerialPort', 'params': {'port': <object>}}
+";
+        let show = parse_show(&format!("{SHOW_ACQUIRED}{broken_port}"));
+        let e = pick_serial_port("p1", &show, None).unwrap_err();
+        assert!(matches!(e, LabgridError::Ambiguous { .. }), "{e}");
+        assert!(e.to_string().contains("RawSerialPort, uart2"), "{e}");
+        assert!(e.to_string().contains("uart2 (unexpected character"), "{e}");
+        let e = pick_serial_port("p1", &show, Some("uart2")).unwrap_err();
+        assert!(matches!(e, LabgridError::Parse(_)), "{e}");
+        assert!(pick_serial_port("p1", &show, Some("RawSerialPort"))
+            .expect("the readable one by name")
+            .is_some());
+        let alone = format!(
+            "{}{broken_port}",
+            SHOW_ACQUIRED
+                .split("Acquired resource")
+                .next()
+                .unwrap_or("")
+        );
+        let e = pick_serial_port("p1", &parse_show(&alone), None).unwrap_err();
+        assert!(
+            matches!(e, LabgridError::Parse(_)) && e.to_string().contains("\"uart2\""),
+            "{e}"
+        );
+        // A header this parser does not know is passed over too.
+        let odd = format!("{SHOW_ACQUIRED}Acquired resource 'x' weird\n  {{}}\n");
+        let show = parse_show(&odd);
+        assert_eq!(show.unreadable.len(), 1);
+        assert!(pick_serial_port("p1", &show, None).expect("ok").is_some());
     }
 
     #[test]
@@ -1130,7 +1386,7 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
             "#!/bin/sh\ncd '{}'\necho \"$*\" >> log\ncase \"$*\" in\n\
              *' acquire') if [ -f slow ]; then sleep 5; fi; if [ -f held ]; then echo 'labgrid-client: Error: Place p is already acquired by bench/alice.' >&2; exit 1; fi; echo acquired;;\n\
              *' show') if [ -f shown ]; then cat show-port; else touch shown; cat show-none; fi;;\n\
-             *' release') echo released;;\n\
+             *' release') if [ -f slow-release ]; then sleep 1; fi; if [ -f release-fails ]; then echo 'labgrid-client: Error: place fake is not acquired by you' >&2; exit 1; fi; echo released;;\n\
              esac\n",
             dir.display()
         );
@@ -1148,7 +1404,7 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
     }
 
     #[tokio::test]
-    async fn acquire_show_until_served_and_release_on_drop() {
+    async fn acquire_show_until_served_and_release() {
         let dir = tempfile::tempdir().expect("tempdir");
         let client = fake_client(dir.path());
         let lease = PlaceLease::acquire(client.clone(), "fake-1")
@@ -1165,7 +1421,7 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
             .expect("served on the second show");
         assert_eq!(port.port, 34471);
         assert!(!log(dir.path()).contains("release"));
-        drop(lease);
+        lease.release().await.expect("released");
         assert_eq!(
             log(dir.path()),
             "-x 127.0.0.1:1 -p fake-1 acquire\n-x 127.0.0.1:1 -p fake-1 show\n\
@@ -1173,7 +1429,73 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
         );
         // Released: the place may be taken again.
         let lease = PlaceLease::acquire(client, "fake-1").await.expect("again");
+        lease.release().await.expect("released");
+        assert_eq!(log(dir.path()).matches("release").count(), 2);
+    }
+
+    /// Waits (bounded) until `check` holds.
+    async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+        for _ in 0..250 {
+            if check() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        check()
+    }
+
+    /// A lease dropped unreleased is released all the same, without blocking the thread that
+    /// dropped it: on a one-thread runtime, a task keeps running while the release (a client
+    /// that takes a second) goes on.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_dropped_lease_is_released_off_the_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = fake_client(dir.path());
+        let lease = PlaceLease::acquire(client.clone(), "fake-5")
+            .await
+            .expect("acquired");
+        std::fs::write(dir.path().join("slow-release"), "").expect("write");
+        let t0 = Instant::now();
         drop(lease);
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "drop blocked {:?}",
+            t0.elapsed()
+        );
+        // The runtime's only thread is free: a timer fires while the release runs.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            held().contains("127.0.0.1:1/fake-5"),
+            "still being released"
+        );
+        assert!(
+            eventually(|| log(dir.path()).ends_with("-p fake-5 release\n")
+                && !held().contains("127.0.0.1:1/fake-5"))
+            .await,
+            "{}",
+            log(dir.path())
+        );
+        // A lease released explicitly is not released again by its drop.
+        std::fs::remove_file(dir.path().join("slow-release")).expect("rm");
+        let lease = PlaceLease::acquire(client, "fake-5").await.expect("again");
+        lease.release().await.expect("released");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(log(dir.path()).matches("release").count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_release_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = fake_client(dir.path());
+        let lease = PlaceLease::acquire(client.clone(), "fake-6")
+            .await
+            .expect("acquired");
+        std::fs::write(dir.path().join("release-fails"), "").expect("write");
+        let e = lease.release().await.unwrap_err();
+        assert!(e.to_string().contains("is not acquired by you"), "{e}");
+        // Not tried again by the drop; the key is forgotten.
+        assert_eq!(log(dir.path()).matches("release").count(), 1);
+        assert!(!held().contains("127.0.0.1:1/fake-6"));
     }
 
     #[tokio::test]
@@ -1201,12 +1523,14 @@ Matching resource 'RawSerialPort' (exp/sim/NetworkSerialPort/RawSerialPort):
         )
         .await;
         assert!(r.is_err(), "cut short");
+        // Released from the lease's drop, on the runtime's blocking pool.
         assert!(
-            log(dir.path()).ends_with("-p fake-4 release\n"),
+            eventually(|| log(dir.path()).ends_with("-p fake-4 release\n")
+                && !held().contains("127.0.0.1:1/fake-4"))
+            .await,
             "{}",
             log(dir.path())
         );
-        assert!(!held().contains("127.0.0.1:1/fake-4"));
     }
 
     #[tokio::test]

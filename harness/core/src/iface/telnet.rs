@@ -39,9 +39,12 @@
 //!   it; see `iface/labgrid.rs`): with [`TelnetOptions::com_port`] set, the client offers
 //!   `WILL COM-PORT-OPTION` at once, takes the server's `DO` as agreement and then sends
 //!   `SET-BAUDRATE` (when a rate is given); the server's confirmation is noted. BINARY is
-//!   accepted both ways and data passes unchanged (only 0xff is escaped): a serial line gets the
-//!   recipe's bytes exactly as a tty would, with no CR/LF rewriting. Without `com_port` nothing of
-//!   this applies (COM-PORT-OPTION and BINARY are refused like any other option).
+//!   accepted both ways; in each direction where it was agreed, data passes unchanged (only 0xff
+//!   is escaped): a serial line gets the recipe's bytes exactly as a tty would. Where it was not
+//!   (the server refused or never offered it), the NVT rules hold but nothing else is rewritten:
+//!   a CR not followed by LF is sent as `CR NUL` (RFC 854) and the server's `CR NUL` read as CR,
+//!   a bare LF stays LF. Without `com_port` nothing of this applies (COM-PORT-OPTION and BINARY
+//!   are refused like any other option).
 
 use std::time::Duration;
 
@@ -152,7 +155,7 @@ pub async fn open_telnet(
         name: name.to_string(),
         transcript: transcript.clone(),
         negotiator: Negotiator::new(opts),
-        transparent: opts.com_port.is_some(),
+        serial: opts.com_port.is_some(),
     };
     tokio::spawn(pump.run(tcp_r, tcp_w, ours));
     Ok(Console::from_stream(name, theirs, transcript))
@@ -512,8 +515,6 @@ struct Decoder {
     sb: Vec<u8>,
     /// The current subnegotiation outgrew [`MAX_SUBNEGOTIATION`].
     sb_overflow: bool,
-    /// Binary data (RFC 2217 mode): `CR NUL` is not an NVT line end, the NUL is data.
-    transparent: bool,
 }
 
 impl Decoder {
@@ -522,7 +523,6 @@ impl Decoder {
             state: State::Data,
             sb: Vec::new(),
             sb_overflow: false,
-            transparent: false,
         }
     }
 
@@ -542,11 +542,14 @@ impl Decoder {
             }
         };
         for &b in input {
+            // The server sends binary data (it said WILL BINARY, agreed in RFC 2217 mode): `CR
+            // NUL` is not an NVT line end there, the NUL is data.
+            let binary = neg.him[usize::from(OPT_BINARY)].on;
             self.state = match self.state {
                 State::Data | State::Cr => match b {
                     IAC => State::Iac,
                     0 if self.state == State::Cr => State::Data,
-                    b'\r' if !self.transparent => {
+                    b'\r' if !binary => {
                         data.push(b);
                         State::Cr
                     }
@@ -621,18 +624,39 @@ impl Decoder {
     }
 }
 
-/// Turns the console's bytes into NVT bytes: `IAC IAC`, `CR LF` for a bare LF, `CR NUL` for a
-/// bare CR.
+/// Turns the console's bytes into NVT bytes: `IAC IAC`, `CR LF` for a bare LF (a login
+/// console; a serial port keeps a bare LF), `CR NUL` for a bare CR; in binary, only `IAC IAC`.
 struct Encoder {
     /// The previous chunk ended with a CR not yet sent.
     pending_cr: bool,
-    /// Binary data (RFC 2217 mode): bytes pass unchanged, only 0xff is escaped.
-    transparent: bool,
+    /// RFC 2217 mode (a serial port): a bare LF is sent as it is.
+    serial: bool,
+    /// BINARY agreed for what the harness sends (RFC 2217 mode, the server said DO BINARY):
+    /// bytes pass unchanged, only 0xff is escaped.
+    binary: bool,
 }
 
 impl Encoder {
+    fn new(serial: bool) -> Encoder {
+        Encoder {
+            pending_cr: false,
+            serial,
+            binary: false,
+        }
+    }
+
+    /// BINARY turned on or off for what the harness sends, after the answer that agreed to it
+    /// (queued before anything encoded from now on).
+    fn set_binary(&mut self, on: bool, out: &mut Vec<u8>) {
+        if on && !self.binary {
+            // A CR held for a LF that may follow: what it would have become without binary.
+            out.extend_from_slice(self.flush());
+        }
+        self.binary = on;
+    }
+
     fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        if self.transparent {
+        if self.binary {
             for &b in input {
                 out.push(b);
                 if b == IAC {
@@ -655,6 +679,7 @@ impl Encoder {
         while i < rest.len() {
             match rest[i] {
                 IAC => out.extend_from_slice(&[IAC, IAC]),
+                b'\n' if self.serial => out.push(b'\n'),
                 b'\n' => out.extend_from_slice(b"\r\n"),
                 b'\r' => match rest.get(i + 1) {
                     Some(b'\n') => {
@@ -685,8 +710,8 @@ struct Pump {
     name: String,
     transcript: Transcript,
     negotiator: Negotiator,
-    /// RFC 2217 mode: binary data both ways.
-    transparent: bool,
+    /// RFC 2217 mode (a serial port): see [`Encoder::serial`].
+    serial: bool,
 }
 
 /// Why the pump stopped.
@@ -703,29 +728,25 @@ impl Pump {
             name,
             transcript,
             mut negotiator,
-            transparent,
+            serial,
         } = self;
         let (io_r, io_w) = tokio::io::split(io);
         // Answers go from the reading side to the writing side; a server that does not read
         // them fills this channel, and then the reading side waits too.
-        let (replies_tx, replies_rx) = mpsc::channel::<Vec<u8>>(16);
+        let (replies_tx, replies_rx) = mpsc::channel::<Reply>(16);
         let opening = negotiator.opening();
         if let Some(n) = &opening.note {
             transcript.note(format!("{}{n}", who(&name)));
         }
         if !opening.reply.is_empty() {
             // The channel is empty: this cannot be full.
-            let _ = replies_tx.try_send(opening.reply);
+            let _ = replies_tx.try_send(Reply {
+                bytes: opening.reply,
+                binary: None,
+            });
         }
-        let down = downstream(
-            tcp_r,
-            io_w,
-            negotiator,
-            replies_tx,
-            (&transcript, &name),
-            transparent,
-        );
-        let up = upstream(io_r, tcp_w, replies_rx, transparent);
+        let down = downstream(tcp_r, io_w, negotiator, replies_tx, (&transcript, &name));
+        let up = upstream(io_r, tcp_w, replies_rx, serial);
         let end = tokio::select! {
             e = down => e,
             e = up => e,
@@ -737,17 +758,23 @@ impl Pump {
     }
 }
 
+/// Negotiation answers on their way from the reading side to the writing side.
+struct Reply {
+    bytes: Vec<u8>,
+    /// BINARY for what the harness sends turned on or off by these answers: the encoder
+    /// switches once they are queued, not before.
+    binary: Option<bool>,
+}
+
 /// Server to console: decodes, answers negotiation (through `replies`), forwards data.
 async fn downstream(
     mut tcp: OwnedReadHalf,
     mut io: WriteHalf<DuplexStream>,
     mut neg: Negotiator,
-    replies: mpsc::Sender<Vec<u8>>,
+    replies: mpsc::Sender<Reply>,
     (transcript, name): (&Transcript, &str),
-    transparent: bool,
 ) -> End {
     let mut dec = Decoder::new();
-    dec.transparent = transparent;
     let mut buf = vec![0u8; READ_CHUNK];
     let mut data = Vec::with_capacity(READ_CHUNK);
     let mut reply = Vec::new();
@@ -762,11 +789,22 @@ async fn downstream(
         data.clear();
         reply.clear();
         notes.clear();
+        let binary_before = neg.us[usize::from(OPT_BINARY)].on;
         dec.feed(&mut neg, &buf[..n], &mut data, &mut reply, &mut notes);
         for note in &notes {
             transcript.note(format!("{}{note}", who(name)));
         }
-        if !reply.is_empty() && replies.send(std::mem::take(&mut reply)).await.is_err() {
+        let binary_now = neg.us[usize::from(OPT_BINARY)].on;
+        let binary = (binary_now != binary_before).then_some(binary_now);
+        if (!reply.is_empty() || binary.is_some())
+            && replies
+                .send(Reply {
+                    bytes: std::mem::take(&mut reply),
+                    binary,
+                })
+                .await
+                .is_err()
+        {
             return End::Quiet;
         }
         if !data.is_empty() && io.write_all(&data).await.is_err() {
@@ -779,13 +817,10 @@ async fn downstream(
 async fn upstream(
     mut io: ReadHalf<DuplexStream>,
     mut tcp: OwnedWriteHalf,
-    mut replies: mpsc::Receiver<Vec<u8>>,
-    transparent: bool,
+    mut replies: mpsc::Receiver<Reply>,
+    serial: bool,
 ) -> End {
-    let mut enc = Encoder {
-        pending_cr: false,
-        transparent,
-    };
+    let mut enc = Encoder::new(serial);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out = Vec::with_capacity(2 * READ_CHUNK);
     let mut console_open = true;
@@ -794,7 +829,13 @@ async fn upstream(
         let hold = enc.pending_cr;
         tokio::select! {
             r = replies.recv() => match r {
-                Some(bytes) => out.extend_from_slice(&bytes),
+                Some(Reply { bytes, binary }) => {
+                    if let Some(on) = binary {
+                        // A held CR goes before the answer that turns binary on.
+                        enc.set_binary(on, &mut out);
+                    }
+                    out.extend_from_slice(&bytes);
+                }
                 None => return End::Quiet,
             },
             r = io.read(&mut buf), if console_open => match r {
@@ -953,10 +994,7 @@ mod tests {
 
     #[test]
     fn encoder_line_ends_and_escapes() {
-        let mut enc = Encoder {
-            pending_cr: false,
-            transparent: false,
-        };
+        let mut enc = Encoder::new(false);
         let mut out = Vec::new();
         enc.encode(b"root\n", &mut out);
         enc.encode(b"a\r\nb\rc", &mut out);
@@ -987,7 +1025,6 @@ mod tests {
         };
         let mut neg = Negotiator::new(&opts);
         let mut dec = Decoder::new();
-        dec.transparent = true;
         let open = neg.opening();
         assert_eq!(open.reply, [IAC, WILL, OPT_COM_PORT]);
         // ser2net's greeting: WILL SGA, DO SGA, WILL ECHO, DONT ECHO, DO BINARY, WILL BINARY,
@@ -1057,15 +1094,73 @@ mod tests {
         // A repeated DO changes nothing.
         let (_, r, _) = decode(&mut neg, &mut dec, &[IAC, DO, OPT_COM_PORT]);
         assert!(r.is_empty());
-        let mut enc = Encoder {
-            pending_cr: false,
-            transparent: true,
-        };
+        // BINARY agreed (the DO BINARY above): the encoder passes bytes unchanged.
+        assert!(neg.us[usize::from(OPT_BINARY)].on);
+        let mut enc = Encoder::new(true);
         let mut out = Vec::new();
+        enc.set_binary(true, &mut out);
         enc.encode(b"root\n\r", &mut out);
         enc.encode(&[IAC], &mut out);
         assert_eq!(out, [b"root\n\r".as_slice(), &[IAC, IAC]].concat());
         assert!(!enc.pending_cr);
+    }
+
+    #[test]
+    fn rfc2217_without_binary_keeps_the_nvt_cr_rules() {
+        let opts = TelnetOptions {
+            com_port: Some(ComPort { baud: None }),
+            ..TelnetOptions::default()
+        };
+        let mut neg = Negotiator::new(&opts);
+        let mut dec = Decoder::new();
+        neg.opening();
+        // A server that offers no BINARY (and refuses it when asked about): `CR NUL` from it is
+        // an NVT CR.
+        let (d, r, _) = decode(
+            &mut neg,
+            &mut dec,
+            &[
+                IAC,
+                DO,
+                OPT_COM_PORT,
+                IAC,
+                WONT,
+                OPT_BINARY,
+                b'a',
+                b'\r',
+                0,
+                b'b',
+            ],
+        );
+        assert!(r.is_empty(), "{r:?}");
+        assert_eq!(d, b"a\rb");
+        assert!(!neg.us[usize::from(OPT_BINARY)].on);
+        // What the harness sends: a bare CR becomes `CR NUL` (RFC 854), also one held at the end
+        // of a chunk; `CR LF` and a bare LF pass as they are (a serial line's bytes).
+        let mut enc = Encoder::new(true);
+        let mut out = Vec::new();
+        enc.encode(b"x\ry\r\nz\n\r", &mut out);
+        assert!(enc.pending_cr);
+        enc.encode(b"w", &mut out);
+        enc.encode(b"\r", &mut out);
+        out.extend_from_slice(enc.flush());
+        assert_eq!(out, b"x\r\0y\r\nz\n\r\0w\r\0");
+        // BINARY agreed later: a held CR is settled the NVT way first, then bytes pass unchanged;
+        // refused again: back to the NVT rules.
+        let mut out = Vec::new();
+        enc.encode(b"q\r", &mut out);
+        enc.set_binary(true, &mut out);
+        enc.encode(b"\r!", &mut out);
+        enc.set_binary(false, &mut out);
+        enc.encode(b"\r!", &mut out);
+        assert_eq!(out, b"q\r\0\r!\r\0!");
+        // The server's DO BINARY switches the harness's side on, its DONT off.
+        let (_, r, _) = decode(&mut neg, &mut dec, &[IAC, DO, OPT_BINARY]);
+        assert_eq!(r, [IAC, WILL, OPT_BINARY]);
+        assert!(neg.us[usize::from(OPT_BINARY)].on);
+        let (_, r, _) = decode(&mut neg, &mut dec, &[IAC, DONT, OPT_BINARY]);
+        assert_eq!(r, [IAC, WONT, OPT_BINARY]);
+        assert!(!neg.us[usize::from(OPT_BINARY)].on);
     }
 
     #[test]
