@@ -105,36 +105,8 @@ fn main() {
         "{} missing: run ci/bench (it builds every release binary first)",
         simdev.display()
     );
-    let sizes: Vec<usize> = std::env::var("HILSEC_BENCH_UNITS")
-        .unwrap_or_else(|_| "6,64,256".into())
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            s.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("HILSEC_BENCH_UNITS: {s:?} is not a number of units"))
-        })
-        .collect();
-    assert!(
-        sizes.iter().all(|n| *n >= 3),
-        "HILSEC_BENCH_UNITS: at least 3 units per fleet (one per model)"
-    );
-    let (nofile, nofile_max) = raise_nofile();
-    let largest = sizes.iter().copied().max().unwrap_or(6);
-    // Per unit: console and its reader's handle, a wake-up pipe, three pipes to the device
-    // process, HTTP and MQTT sockets (both ends of MQTT inside hilsec): about 12.
-    if (nofile as usize) < largest * 12 + 256 {
-        println!(
-            "warning: RLIMIT_NOFILE {nofile} (hard {nofile_max}) may be too low for {largest} units"
-        );
-    }
-    if let Some(free) = free_ptys() {
-        if (free as usize) < largest + 16 {
-            println!(
-                "warning: only {free} free pseudo-terminals (/proc/sys/kernel/pty/max) for {largest} units"
-            );
-        }
-    }
+    let sizes = sizes_from_env("HILSEC_BENCH_UNITS", "6,64,256", 3);
+    let (nofile, nofile_max) = check_limits(sizes.iter().copied().max().unwrap_or(6));
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("out");

@@ -139,34 +139,8 @@ fn main() {
         "{} missing: run ci/bench scale (it builds every release binary first)",
         simdev.display()
     );
-    let sizes: Vec<usize> = std::env::var("HILSEC_SCALE_UNITS")
-        .unwrap_or_else(|_| "1,8,64,256".into())
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            s.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("HILSEC_SCALE_UNITS: {s:?} is not a number of units"))
-        })
-        .collect();
-    assert!(
-        sizes.iter().all(|n| *n >= 1),
-        "HILSEC_SCALE_UNITS: at least 1 unit"
-    );
-    let (nofile, nofile_max) = raise_nofile();
-    let largest = sizes.iter().copied().max().unwrap_or(1);
-    if (nofile as usize) < largest * 12 + 256 {
-        println!(
-            "warning: RLIMIT_NOFILE {nofile} (hard {nofile_max}) may be too low for {largest} units"
-        );
-    }
-    if let Some(free) = free_ptys() {
-        if (free as usize) < largest + 16 {
-            println!(
-                "warning: only {free} free pseudo-terminals (/proc/sys/kernel/pty/max) for {largest} units"
-            );
-        }
-    }
+    let sizes = sizes_from_env("HILSEC_SCALE_UNITS", "1,8,64,256", 1);
+    let (nofile, nofile_max) = check_limits(sizes.iter().copied().max().unwrap_or(1));
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let models = sim_models();

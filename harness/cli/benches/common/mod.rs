@@ -442,3 +442,44 @@ pub fn ms_between(a: SystemTime, b: SystemTime) -> f64 {
         Err(e) => -e.duration().as_secs_f64() * 1e3,
     }
 }
+
+/// The fleet sizes a bench runs: `var` (comma-separated unit counts) or `default`; each at
+/// least `min`.
+pub fn sizes_from_env(var: &str, default: &str, min: usize) -> Vec<usize> {
+    let sizes: Vec<usize> = std::env::var(var)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{var}: {s:?} is not a number of units"))
+        })
+        .collect();
+    assert!(
+        sizes.iter().all(|n| *n >= min),
+        "{var}: at least {min} units per fleet"
+    );
+    sizes
+}
+
+/// Raises the descriptor limit and warns when it, or the free pseudo-terminals, look too few
+/// for `largest` units. Per unit: console and its reader's handle, a wake-up pipe, three pipes
+/// to the device process, HTTP and MQTT sockets (both ends of MQTT inside hilsec): about 12.
+/// Returns the descriptor limit (soft, hard).
+pub fn check_limits(largest: usize) -> (libc::rlim_t, libc::rlim_t) {
+    let (nofile, nofile_max) = raise_nofile();
+    if (nofile as usize) < largest * 12 + 256 {
+        println!(
+            "warning: RLIMIT_NOFILE {nofile} (hard {nofile_max}) may be too low for {largest} units"
+        );
+    }
+    if let Some(free) = free_ptys() {
+        if (free as usize) < largest + 16 {
+            println!(
+                "warning: only {free} free pseudo-terminals (/proc/sys/kernel/pty/max) for {largest} units"
+            );
+        }
+    }
+    (nofile, nofile_max)
+}
