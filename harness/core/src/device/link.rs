@@ -119,7 +119,19 @@ impl Link {
 
 impl Device {
     /// The open link of interface `iface`, opened (or reopened after a drop) on demand.
-    pub(super) async fn link(
+    ///
+    /// Boxed: opening any interface kind makes a large future, and every step that may open a
+    /// link would carry it in its own, nested calls (eight deep) included; debug builds then
+    /// overflowed a 2 MiB stack.
+    pub(super) fn link<'a: 'f, 'f>(
+        &'a mut self,
+        iface: &'f str,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'f, Result<&'a mut Link, LinkError>> {
+        Box::pin(self.link_unboxed(iface, timeout))
+    }
+
+    async fn link_unboxed(
         &mut self,
         iface: &str,
         timeout: Duration,
@@ -172,12 +184,17 @@ impl Device {
                         opts.terminal = term.clone();
                     }
                     Link::Console(
-                        crate::iface::telnet::open_telnet(iface, &addr, timeout, &opts, tr).await?,
+                        Box::pin(crate::iface::telnet::open_telnet(
+                            iface, &addr, timeout, &opts, tr,
+                        ))
+                        .await?,
                     )
                 }
                 // Connected by its `ssh_auth` steps, one connection per login attempt.
                 Interface::Ssh(_) => Link::Ssh(SshPort::default()),
-                Interface::Labgrid(l) => self.open_labgrid(iface, l, timeout).await?,
+                // Boxed, as the telnet opening: their futures are large, and every step future
+                // that may open a link (nested calls, eight deep) would carry them.
+                Interface::Labgrid(l) => Box::pin(self.open_labgrid(iface, l, timeout)).await?,
             };
             self.links.insert(iface.to_string(), link);
         }
