@@ -327,8 +327,11 @@ struct ResetPlan {
     /// Refusal times seen shortly after a reset: the unthrottled baseline.
     fast: Vec<Duration>,
     resets: usize,
-    /// Set when a refusal right after a reset was slow too: logging in does not reset this
-    /// unit's delay, so the sweep stops trying.
+    /// Set when a refusal right after a reset was slow once: a host hiccup (a slow connection
+    /// set-up under load) looks the same, so the sweep resets once more to tell them apart.
+    suspect: bool,
+    /// Set when refusals right after two resets in a row were slow: logging in does not reset
+    /// this unit's delay, so the sweep stops trying.
     ineffective: bool,
 }
 
@@ -348,9 +351,18 @@ impl ResetPlan {
         if self.ineffective {
             return false;
         }
-        if slow && self.since_reset == 1 && self.resets > 0 {
-            self.ineffective = true;
-            return false;
+        if self.since_reset == 1 && self.resets > 0 {
+            if slow && self.suspect {
+                self.ineffective = true;
+                return false;
+            }
+            if slow {
+                // One slow refusal after a reset proves nothing on a loaded host: reset again
+                // and judge by the next one.
+                self.suspect = true;
+                return true;
+            }
+            self.suspect = false;
         }
         if slow && !self.learned && self.period.is_none() {
             self.period = Some(self.since_reset.saturating_sub(1).max(1));
@@ -544,10 +556,14 @@ impl UniversalDefaultRejected {
                     plan.reset_done();
                     continue;
                 }
-                let was_ineffective = plan.ineffective;
+                let (was_suspect, was_ineffective) = (plan.suspect, plan.ineffective);
                 let reset_now = plan.refused(elapsed, decl.throttle_threshold);
                 if plan.ineffective && !was_ineffective {
-                    dev.note("a refusal right after a successful login was slow too: logging in does not reset this unit's delay, so the sweep stops resetting");
+                    dev.note(format!("a refusal right after a successful login was slow again ({} ms): logging in does not reset this unit's delay, so the sweep stops resetting", elapsed.as_millis()));
+                } else if plan.suspect && !was_suspect {
+                    dev.note(format!("a refusal right after a successful login was slow ({} ms): resetting once more to tell a host hiccup from a delay that logging in does not reset", elapsed.as_millis()));
+                } else if was_suspect && !plan.suspect {
+                    dev.note("the refusal after that reset was fast again: the slow one was a hiccup, resets go on");
                 }
                 if reset_now {
                     if let Some(own) = &own {
@@ -991,10 +1007,33 @@ mod tests {
         assert!(!plan.refused(FAST, T));
         assert!(plan.refused(SLOW, T));
         plan.reset_done();
-        // Slow right after a reset: logging in does not reset the delay.
+        // Slow right after a reset: once is checked by one more reset ...
+        assert!(plan.refused(SLOW, T));
+        assert!(plan.suspect && !plan.ineffective);
+        plan.reset_done();
+        // ... and twice means logging in does not reset the delay.
         assert!(!plan.refused(SLOW, T));
         assert!(plan.ineffective);
         assert!(!plan.refused(SLOW, T));
+    }
+
+    #[test]
+    fn one_slow_refusal_after_a_reset_does_not_stop_the_resets() {
+        // A host hiccup (a slow SSH set-up under load) right after a reset, then fast again.
+        let mut plan = ResetPlan::new(Some(4));
+        plan.reset_done();
+        for _ in 0..2 {
+            assert!(!plan.refused(FAST, T));
+        }
+        assert!(plan.refused(FAST, T));
+        plan.reset_done();
+        assert!(plan.refused(SLOW, T));
+        plan.reset_done();
+        assert!(!plan.refused(FAST, T));
+        assert!(!plan.suspect && !plan.ineffective);
+        // The declared interval still holds afterwards.
+        assert!(!plan.refused(FAST, T));
+        assert!(plan.refused(FAST, T));
     }
 }
 

@@ -254,7 +254,7 @@ impl Reporter for TerminalReporter {
                 }
                 let _ = writeln!(
                     o,
-                    "\n{}in {:.1} s; results in {}/ (junit.xml, results.json, journal.jsonl, evidence/)",
+                    "\n{}in {:.1} s; results in {}/ (report.html, junit.xml, results.json, journal.jsonl, evidence/)",
                     if *interrupted { "INTERRUPTED " } else { "" },
                     duration.as_secs_f64(),
                     self.out_dir.display()
