@@ -94,17 +94,10 @@ struct SizeFigures {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        // `cargo bench -- --list` compatibility: one benchmark.
-        println!("fleet: bench");
+    if answered_list("fleet") {
         return;
     }
-    let simdev = PathBuf::from(env!("CARGO_BIN_EXE_hilsec")).with_file_name("hilsec-simdev");
-    assert!(
-        simdev.is_file(),
-        "{} missing: run ci/bench (it builds every release binary first)",
-        simdev.display()
-    );
+    require_simdev("ci/bench");
     let sizes = sizes_from_env("HILSEC_BENCH_UNITS", "6,64,256", 3);
     let (nofile, nofile_max) = check_limits(sizes.iter().copied().max().unwrap_or(6));
 

@@ -128,17 +128,10 @@ struct Row {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        // `cargo bench -- --list` compatibility: one benchmark.
-        println!("scale: bench");
+    if answered_list("scale") {
         return;
     }
-    let simdev = PathBuf::from(env!("CARGO_BIN_EXE_hilsec")).with_file_name("hilsec-simdev");
-    assert!(
-        simdev.is_file(),
-        "{} missing: run ci/bench scale (it builds every release binary first)",
-        simdev.display()
-    );
+    require_simdev("ci/bench scale");
     let sizes = sizes_from_env("HILSEC_SCALE_UNITS", "1,8,64,256", 1);
     let (nofile, nofile_max) = check_limits(sizes.iter().copied().max().unwrap_or(1));
 

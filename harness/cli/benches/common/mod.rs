@@ -20,6 +20,27 @@ pub struct Measured {
     pub exited_at: SystemTime,
 }
 
+/// `cargo bench -- --list` asks which benchmarks exist: answers with `name` and returns `true`
+/// (the caller stops there).
+pub fn answered_list(name: &str) -> bool {
+    if std::env::args().any(|a| a == "--list") {
+        println!("{name}: bench");
+        return true;
+    }
+    false
+}
+
+/// Stops with what to run when the release `hilsec-simdev` is not next to `hilsec`
+/// (`build_with`: the command that builds every release binary first).
+pub fn require_simdev(build_with: &str) {
+    let simdev = PathBuf::from(env!("CARGO_BIN_EXE_hilsec")).with_file_name("hilsec-simdev");
+    assert!(
+        simdev.is_file(),
+        "{} missing: run {build_with} (it builds every release binary first)",
+        simdev.display()
+    );
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
