@@ -188,18 +188,9 @@ pub fn allocate_ports(
     let mut rng = PortRng::seeded();
     let mut ports = BTreeMap::new();
     for n in names {
-        let span = u32::from(high - low) + 1;
-        let mut found = None;
-        for _ in 0..1000 {
-            let p = low + (rng.next() % u64::from(span)) as u16;
-            if given.contains(&p) {
-                continue;
-            }
-            if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-                found = Some(p);
-                break;
-            }
-        }
+        let found = pick_free_port((low, high), given, &mut rng, |p| {
+            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        });
         let p = found.ok_or_else(|| {
             EmulatorError::Ports(format!(
                 "no free port found in {low}-{high} after 1000 tries"
@@ -209,6 +200,20 @@ pub fn allocate_ports(
         ports.insert(n.clone(), p);
     }
     Ok(ports)
+}
+
+/// A random port of `range` that was not `given` before and that `is_free` accepts, within
+/// 1000 tries.
+fn pick_free_port(
+    (low, high): (u16, u16),
+    given: &std::collections::HashSet<u16>,
+    rng: &mut PortRng,
+    is_free: impl Fn(u16) -> bool,
+) -> Option<u16> {
+    let span = u32::from(high - low) + 1;
+    (0..1000)
+        .map(|_| low + (rng.next() % u64::from(span)) as u16)
+        .find(|p| !given.contains(p) && is_free(*p))
 }
 
 /// Where unit ports are chosen: from 10000 up to just below the kernel's ephemeral range
@@ -833,8 +838,26 @@ mod tests {
             for p in ports.values() {
                 assert!((low..=high).contains(p), "{p} outside {low}-{high}");
                 assert!(all.insert(*p), "{p} handed out twice");
-                std::net::TcpListener::bind(("127.0.0.1", *p)).expect("free to bind");
             }
         }
+    }
+
+    /// Ports in use or handed out before are passed over (judged here by a given `is_free`, as
+    /// another test may take any real port between a check and an assertion).
+    #[test]
+    fn ports_in_use_or_given_are_passed_over() {
+        let given: std::collections::HashSet<u16> = [20_001].into();
+        let mut rng = PortRng::seeded();
+        let free = |p: u16| p == 20_001 || p == 20_005;
+        for _ in 0..10 {
+            assert_eq!(
+                pick_free_port((20_000, 20_009), &given, &mut rng, free),
+                Some(20_005)
+            );
+        }
+        assert_eq!(
+            pick_free_port((20_000, 20_009), &given, &mut rng, |_| false),
+            None
+        );
     }
 }
